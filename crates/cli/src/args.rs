@@ -1,0 +1,344 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Take trained CNN image classifiers apart into per-class modules and put modules back
+/// together. Datasets are given as NAME or NAME=DIR (fashion-mnist, mnist, mnist-5k, cifar10,
+/// cifar100, svhn, folder); with no dataset the bundled Fashion-MNIST subset is used.
+#[derive(Parser, Debug)]
+#[command(name = "cnnsplit", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// No progress bars or logs, only results and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Where to compute: auto takes CUDA when this binary has it and a GPU is present.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto, global = true)]
+    pub device: DeviceChoice,
+    /// Op implementations on CPU: the fast fused ops, or candle's own (slower; for checking).
+    #[arg(long, default_value = "fast", global = true)]
+    pub ops: cnn_models::OpsBackend,
+    /// Machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Compute device.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// CUDA if compiled in and available, else CPU.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA GPU (needs a build with `--features cuda`).
+    Cuda,
+}
+
+/// Training augmentation choice.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AugmentChoice {
+    /// The dataset's default (flip + crop for Fashion-MNIST, CIFAR and SVHN; crop for digits).
+    Auto,
+    /// No augmentation.
+    None,
+    /// Random crop with padding 4 only.
+    Crop,
+    /// Horizontal flip and random crop with padding 4.
+    FlipCrop,
+}
+
+/// Which split to evaluate.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitChoice {
+    /// The official test split.
+    Test,
+    /// The validation part the model was selected on.
+    Val,
+    /// The training part.
+    Train,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model (SGD, step schedule, best epoch by validation accuracy, checkpoints).
+    Train(TrainArgs),
+    /// Evaluate a model: accuracy, per-class precision/recall/F1, confusion matrix.
+    Eval(EvalArgs),
+    /// Write a model's logits for images (safetensors `images`, an IDX file, or an image folder).
+    Predict(PredictArgs),
+    /// Wrap a PyTorch state_dict saved as safetensors into a model directory.
+    Import(ImportArgs),
+    /// Show a model's layers, output shapes, parameters, kernels and MACs.
+    Inspect(InspectArgs),
+    /// Split a trained model into one module per class (GradSplitter) and save them.
+    Decompose(DecomposeArgs),
+    /// Evaluate a composition of modules: argmax over module scores.
+    Compose(ComposeArgs),
+    /// The main job on the bundled data: train a small SimCNN, decompose it, compose the
+    /// modules, and compare.
+    Demo(DemoArgs),
+}
+
+/// Architecture selection shared by train and import.
+#[derive(Args, Debug, Clone)]
+pub struct ArchArgs {
+    /// simcnn, rescnn, incecnn, simcnn-cs, rescnn-cs, or a ModelSpec JSON file.
+    #[arg(long, default_value = "simcnn")]
+    pub arch: String,
+    /// Width multiplier of every conv and hidden FC (1.0 = the paper's sizes).
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub arch: ArchArgs,
+    /// Dataset NAME[=DIR] (default: the bundled Fashion-MNIST subset).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Epochs.
+    #[arg(long, default_value_t = 200)]
+    pub epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Epochs (0-based) from which the learning rate is multiplied by 0.1, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![60usize, 120])]
+    pub milestones: Vec<usize>,
+    /// Fraction of the training split held out for validation (best-epoch choice).
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+    /// Train on the spec's Dirichlet class-imbalanced subset with this estimator seed
+    /// (80 % train / 20 % val of the subset) instead of a plain split.
+    #[arg(long)]
+    pub estimator: Option<u64>,
+    /// Dirichlet concentration for --estimator.
+    #[arg(long, default_value_t = 1.0)]
+    pub dirichlet_alpha: f64,
+    /// Minimum images per class for --estimator.
+    #[arg(long, default_value_t = 100)]
+    pub min_size: usize,
+    /// Training augmentation.
+    #[arg(long, value_enum, default_value_t = AugmentChoice::Auto)]
+    pub augment: AugmentChoice,
+    /// Master seed (init, split, order, augmentation, dropout).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output model directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue an interrupted run from OUT/checkpoint (same flags required).
+    #[arg(long)]
+    pub resume: bool,
+    /// Use only the first N images of the training split (quick runs).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Dataset NAME[=DIR] (default: the one the model was trained on).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Which split.
+    #[arg(long, value_enum, default_value_t = SplitChoice::Test)]
+    pub split: SplitChoice,
+    /// Evaluation batch size.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Images: a safetensors file with `images` [N,C,H,W] f32 (normalised), an IDX image file,
+    /// or a folder of png/jpg images.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output safetensors file with a `logits` tensor [N, classes].
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Batch size.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub arch: ArchArgs,
+    /// Number of classes.
+    #[arg(long, default_value_t = 10)]
+    pub num_classes: usize,
+    /// The PyTorch state_dict as safetensors.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Dataset the model was trained on (sets input format, normalisation and class names).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Output model directory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Model directory (or use --arch and --width to inspect a preset without weights).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Module directory: kept kernels per layer, retention, size.
+    #[arg(long, conflicts_with_all = ["model", "arch"])]
+    pub module: Option<PathBuf>,
+    /// Preset name or ModelSpec JSON (when no --model).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Width multiplier (with --arch).
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
+    /// Classes (with --arch).
+    #[arg(long, default_value_t = 10)]
+    pub num_classes: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where the demo writes its model.
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Training epochs.
+    #[arg(long, default_value_t = 8)]
+    pub epochs: usize,
+    /// GradSplitter epochs after its warm-up (the demo uses a short schedule).
+    #[arg(long, default_value_t = 6)]
+    pub split_epochs: usize,
+    /// Training images the GradSplitter demo run uses.
+    #[arg(long, default_value_t = 2048)]
+    pub split_images: usize,
+    /// Width multiplier of the SimCNN.
+    #[arg(long, default_value_t = 0.25)]
+    pub width: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Decomposition method.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// GradSplitter: kernel masks learned by gradient descent.
+    Grad,
+}
+
+/// Mask initialisation of GradSplitter.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskInitChoice {
+    /// All ones (every kernel kept at the start).
+    Ones,
+    /// N(0, 1) samples.
+    Normal,
+    /// All zeros.
+    Zeros,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DecomposeArgs {
+    /// The trained model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Decomposition method.
+    #[arg(long, value_enum, default_value_t = Method::Grad)]
+    pub method: Method,
+    /// Dataset NAME[=DIR] (default: the one the model was trained on). The masks train on the
+    /// model's own training part and the epoch is chosen on its validation part.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Output directory: one `module_<c>/` per class plus `decomposition.json`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Head-only warm-up epochs.
+    #[arg(long, default_value_t = 5)]
+    pub warmup_epochs: usize,
+    /// Epochs after the warm-up (the mask/head pattern repeats over them).
+    #[arg(long, default_value_t = 140)]
+    pub epochs: usize,
+    /// Mask epochs per pattern.
+    #[arg(long, default_value_t = 5)]
+    pub pattern_mask: usize,
+    /// Head-only epochs per pattern.
+    #[arg(long, default_value_t = 2)]
+    pub pattern_head: usize,
+    /// Weight of the kept-kernel term in mask phases.
+    #[arg(long, default_value_t = 0.1)]
+    pub lambda: f64,
+    /// Accuracy loss (fraction, absolute) an epoch may have against the model to be a candidate.
+    #[arg(long, default_value_t = 0.01)]
+    pub tolerance: f64,
+    /// Mask initialisation.
+    #[arg(long, value_enum, default_value_t = MaskInitChoice::Ones)]
+    pub mask_init: MaskInitChoice,
+    /// Learning rate of the warm-up (heads).
+    #[arg(long, default_value_t = 0.01)]
+    pub warmup_lr: f64,
+    /// Learning rate of mask phases (masks + heads).
+    #[arg(long, default_value_t = 0.001)]
+    pub mask_lr: f64,
+    /// Learning rate of later head phases.
+    #[arg(long, default_value_t = 0.001)]
+    pub head_lr: f64,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Seed (heads, mask init, data order).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Use only the first N images of the training part (quick runs).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Continue an interrupted run from OUT/checkpoint (same flags required).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ComposeArgs {
+    /// Module directories, or directories holding `module_*` directories.
+    #[arg(long, num_args = 1.., required = true)]
+    pub modules: Vec<PathBuf>,
+    /// Dataset NAME[=DIR] to evaluate on (its test split).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// The parent model: checks each module's parent hash and reports the model's accuracy.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Evaluation batch size.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+}

@@ -1,0 +1,118 @@
+//! The ops a forward pass needs, dispatched to one of two implementations from the `cpu-ops`
+//! crate: its fast fused CPU ops (default on CPU; they fall back to candle off the CPU) or the
+//! same ops composed from candle's own tensor ops (`cpu_ops::reference`).
+
+use candle_core::{Device, Tensor};
+
+use crate::error::Result;
+
+/// Which implementation of the conv/BN/pool ops the forward pass uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpsBackend {
+    /// The `cpu-ops` crate's fused CPU ops (falls back to candle off the CPU).
+    #[default]
+    Fast,
+    /// candle's own ops, composed from tensor operations.
+    Candle,
+}
+
+impl OpsBackend {
+    /// The default for a device: fast ops on CPU, candle's elsewhere.
+    pub fn default_for(device: &Device) -> Self {
+        if device.is_cpu() {
+            OpsBackend::Fast
+        } else {
+            OpsBackend::Candle
+        }
+    }
+}
+
+impl std::str::FromStr for OpsBackend {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "fast" => Ok(OpsBackend::Fast),
+            "candle" => Ok(OpsBackend::Candle),
+            other => Err(format!(
+                "unknown ops backend `{other}` (expected fast or candle)"
+            )),
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($ops:expr, $f:ident($($arg:expr),*)) => {
+        Ok(match $ops {
+            OpsBackend::Fast => cpu_ops::$f($($arg),*)?,
+            OpsBackend::Candle => cpu_ops::reference::$f($($arg),*)?,
+        })
+    };
+}
+
+/// Conv2d with optional bias.
+pub fn conv2d(
+    ops: OpsBackend,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    dispatch!(ops, conv2d(x, w, b, stride, padding))
+}
+
+/// Training-mode BatchNorm (+ReLU): returns (y, batch mean, biased batch variance).
+pub fn batch_norm_train(
+    ops: OpsBackend,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    dispatch!(ops, batch_norm_train(x, gamma, beta, eps, relu))
+}
+
+/// Evaluation-mode BatchNorm (+ReLU) with running statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_eval(
+    ops: OpsBackend,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    dispatch!(ops, batch_norm_eval(x, gamma, beta, mean, var, eps, relu))
+}
+
+/// Evaluation-mode BatchNorm → ReLU → channel mask (`mask` `[G, C]`), fused on the fast path.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_relu_mask_eval(
+    ops: OpsBackend,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    eps: f64,
+    mask: &Tensor,
+) -> Result<Tensor> {
+    dispatch!(
+        ops,
+        batch_norm_relu_mask(x, gamma, beta, mean, var, eps, mask)
+    )
+}
+
+/// Multiply channels by a per-group mask: x `[G·B, C, H, W]`, mask `[G, C]`.
+pub fn channel_mask(ops: OpsBackend, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    dispatch!(ops, channel_mask(x, mask))
+}
+
+/// Max-pool without padding.
+pub fn max_pool2d(ops: OpsBackend, x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    dispatch!(ops, max_pool2d(x, kernel, stride))
+}

@@ -1,0 +1,520 @@
+//! Training (spec §4): SGD with momentum and weight decay as PyTorch does it, step learning-rate
+//! schedule, best epoch by validation accuracy, per-epoch checkpoints and exact resume.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{Tensor, Var};
+use cnn_data::{Augment, Batches, ImageSet, InputFormat};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::evaluate::evaluate;
+use crate::files::{atomic_write, sha256_hex};
+use crate::model::{ForwardOptions, Model};
+use crate::{epoch_rng, Stream};
+
+/// The training recipe. Defaults are the paper's (spec §4, first row).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Epochs.
+    pub epochs: usize,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Weight decay (on every parameter, BN and biases included).
+    pub weight_decay: f64,
+    /// 0-based epochs from which the learning rate is multiplied by `lr_gamma` (again).
+    pub lr_milestones: Vec<usize>,
+    /// Learning-rate factor at each milestone.
+    pub lr_gamma: f64,
+    /// Training augmentation (none for evaluation views, ever).
+    pub augment: Option<Augment>,
+    /// Master seed: init, data order, augmentation and dropout streams derive from it.
+    pub seed: u64,
+    /// Batch size for validation passes.
+    pub eval_batch: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 200,
+            batch_size: 128,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            lr_milestones: vec![60, 120],
+            lr_gamma: 0.1,
+            augment: None,
+            seed: 0,
+            eval_batch: 256,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Learning rate of 0-based epoch `e`.
+    pub fn lr_at(&self, e: usize) -> f64 {
+        let steps = self.lr_milestones.iter().filter(|&&m| e >= m).count() as i32;
+        self.lr * self.lr_gamma.powi(steps)
+    }
+}
+
+/// The data a run trains and validates on.
+pub struct TrainData<'a> {
+    /// The image set.
+    pub set: &'a ImageSet,
+    /// Indices of the training part.
+    pub train: Vec<usize>,
+    /// Indices of the validation part (never augmented).
+    pub val: Vec<usize>,
+    /// The model's input format.
+    pub format: InputFormat,
+}
+
+/// What happened in one epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Training accuracy (on augmented views, in training mode).
+    pub train_accuracy: f64,
+    /// Validation accuracy (correct / total).
+    pub val_accuracy: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Wall time of the epoch, validation included.
+    pub seconds: f64,
+}
+
+/// The outcome of a training run; the model holds the best epoch's weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// Every epoch, including those before a resume.
+    pub records: Vec<EpochRecord>,
+    /// 1-based best epoch (highest validation accuracy; ties keep the later epoch).
+    pub best_epoch: usize,
+    /// Its validation accuracy.
+    pub best_val_accuracy: f64,
+    /// Epochs already done when this process resumed, if it did.
+    pub resumed_after: Option<usize>,
+}
+
+/// Progress of a training run, for progress bars and logs.
+#[derive(Clone, Debug)]
+pub enum TrainEvent {
+    /// An epoch starts.
+    EpochStart {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Total epochs.
+        epochs: usize,
+        /// Batches in the epoch.
+        batches: usize,
+    },
+    /// A batch finished.
+    Batch {
+        /// 1-based batch.
+        batch: usize,
+        /// Its loss.
+        loss: f32,
+    },
+    /// An epoch finished.
+    EpochEnd(EpochRecord),
+}
+
+const CHECKPOINT_FORMAT: &str = "cnnsplit-train-checkpoint";
+const CHECKPOINT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointMeta {
+    format: String,
+    format_version: u32,
+    config: TrainConfig,
+    spec_name: String,
+    data_fingerprint: String,
+    epochs_done: usize,
+    records: Vec<EpochRecord>,
+    best_epoch: usize,
+    best_val_accuracy: f64,
+    tensors_sha256: String,
+}
+
+fn fingerprint(data: &TrainData<'_>) -> String {
+    let mut bytes = Vec::new();
+    for i in data
+        .train
+        .iter()
+        .chain([usize::MAX].iter())
+        .chain(data.val.iter())
+    {
+        bytes.extend_from_slice(&(*i as u64).to_le_bytes());
+    }
+    bytes.extend_from_slice(data.set.name.as_bytes());
+    sha256_hex(&bytes)
+}
+
+struct State {
+    momentum: BTreeMap<String, Tensor>,
+    best: BTreeMap<String, Tensor>,
+    records: Vec<EpochRecord>,
+    best_epoch: usize,
+    best_val: f64,
+}
+
+/// Train `model` in place. With `checkpoint_dir`, state is saved after every epoch; with
+/// `resume`, a run continues from the checkpoint there (same config and data required) and
+/// ends bit-for-bit where an uninterrupted run would.
+pub fn train(
+    model: &mut Model,
+    data: &TrainData<'_>,
+    cfg: &TrainConfig,
+    checkpoint_dir: Option<&Path>,
+    resume: bool,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<TrainReport> {
+    if data.train.is_empty() {
+        return Err(ModelError::Mismatch("the training split is empty".into()));
+    }
+    if cfg.batch_size == 0 || cfg.epochs == 0 {
+        return Err(ModelError::Mismatch(
+            "batch size and epochs must be ≥ 1".into(),
+        ));
+    }
+    let device = model.device().clone();
+    let vars: Vec<(String, Var)> = model.trainable_vars()?;
+    let fp = fingerprint(data);
+    let mut state = State {
+        momentum: BTreeMap::new(),
+        best: model
+            .tensors()
+            .iter()
+            .map(|(k, t)| Ok((k.clone(), t.copy()?)))
+            .collect::<Result<_>>()?,
+        records: Vec::new(),
+        best_epoch: 0,
+        best_val: f64::NEG_INFINITY,
+    };
+    let mut start_epoch = 0;
+    let mut resumed_after = None;
+    if resume {
+        let dir = checkpoint_dir
+            .ok_or_else(|| ModelError::Mismatch("--resume needs a checkpoint directory".into()))?;
+        if let Some(done) = load_checkpoint(dir, model, &vars, &mut state, cfg, &fp)? {
+            start_epoch = done;
+            resumed_after = Some(done);
+            tracing::info!(
+                epochs_done = done,
+                "resumed training from {}",
+                dir.display()
+            );
+        }
+    }
+    for epoch in start_epoch..cfg.epochs {
+        let started = Instant::now();
+        let lr = cfg.lr_at(epoch);
+        let batches = Batches::new(
+            data.set,
+            data.train.clone(),
+            cfg.batch_size,
+            data.format.clone(),
+            cfg.augment,
+            true,
+            epoch_rng(cfg.seed, Stream::Data, epoch),
+            device.clone(),
+        );
+        let n_batches = batches.len();
+        on_event(&TrainEvent::EpochStart {
+            epoch: epoch + 1,
+            epochs: cfg.epochs,
+            batches: n_batches,
+        });
+        let mut dropout_rng = epoch_rng(cfg.seed, Stream::Dropout, epoch);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0u64, 0u64);
+        for (b, batch) in batches.enumerate() {
+            let (x, y) = batch?;
+            let opts = ForwardOptions {
+                train: true,
+                dropout_rng: Some(&mut dropout_rng),
+                masks: None,
+            };
+            let (logits, bn_updates) = model.forward(&x, opts)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+            let loss_value = loss.to_scalar::<f32>()?;
+            if !loss_value.is_finite() {
+                return Err(ModelError::NonFiniteLoss {
+                    epoch: epoch + 1,
+                    batch: b + 1,
+                    value: loss_value,
+                });
+            }
+            let grads = loss.backward()?;
+            for (key, var) in &vars {
+                let Some(g) = grads.get(var) else { continue };
+                let g = g.detach();
+                let w = var.as_tensor().detach();
+                let d = if cfg.weight_decay != 0.0 {
+                    (g + (&w * cfg.weight_decay)?)?
+                } else {
+                    g
+                };
+                let v = match state.momentum.get(key) {
+                    Some(v) if cfg.momentum != 0.0 => ((v * cfg.momentum)? + d)?,
+                    _ => d,
+                };
+                var.set(&(w - (&v * lr)?)?)?;
+                if cfg.momentum != 0.0 {
+                    state.momentum.insert(key.clone(), v);
+                }
+            }
+            model.apply_bn_updates(bn_updates);
+            let preds = logits.detach().argmax(1)?.to_vec1::<u32>()?;
+            let labels = y.to_vec1::<u32>()?;
+            correct += preds.iter().zip(&labels).filter(|(p, l)| p == l).count() as u64;
+            seen += labels.len() as u64;
+            loss_sum += loss_value as f64 * labels.len() as f64;
+            on_event(&TrainEvent::Batch {
+                batch: b + 1,
+                loss: loss_value,
+            });
+        }
+        let val_accuracy = if data.val.is_empty() {
+            correct as f64 / seen.max(1) as f64
+        } else {
+            evaluate(model, data.set, &data.val, &data.format, cfg.eval_batch)?.accuracy
+        };
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_accuracy,
+            lr,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            epoch = record.epoch,
+            loss = record.train_loss,
+            train_acc = record.train_accuracy,
+            val_acc = record.val_accuracy,
+            seconds = record.seconds,
+            "epoch done"
+        );
+        if val_accuracy >= state.best_val {
+            state.best_val = val_accuracy;
+            state.best_epoch = epoch + 1;
+            state.best = model
+                .tensors()
+                .iter()
+                .map(|(k, t)| Ok((k.clone(), t.copy()?)))
+                .collect::<Result<_>>()?;
+        }
+        state.records.push(record.clone());
+        if let Some(dir) = checkpoint_dir {
+            save_checkpoint(dir, model, &state, cfg, &fp, epoch + 1)?;
+        }
+        on_event(&TrainEvent::EpochEnd(record));
+    }
+    for (k, t) in std::mem::take(&mut state.best) {
+        model.set_tensor(&k, t);
+    }
+    model.freeze()?;
+    Ok(TrainReport {
+        records: state.records,
+        best_epoch: state.best_epoch,
+        best_val_accuracy: state.best_val,
+        resumed_after,
+    })
+}
+
+const CKPT_TENSORS: &str = "checkpoint.safetensors";
+const CKPT_META: &str = "checkpoint.json";
+
+fn save_checkpoint(
+    dir: &Path,
+    model: &Model,
+    st: &State,
+    cfg: &TrainConfig,
+    fp: &str,
+    done: usize,
+) -> Result<()> {
+    let mut all = BTreeMap::new();
+    for (k, t) in model.tensors() {
+        all.insert(format!("current.{k}"), t.clone());
+    }
+    for (k, t) in &st.momentum {
+        all.insert(format!("momentum.{k}"), t.clone());
+    }
+    for (k, t) in &st.best {
+        all.insert(format!("best.{k}"), t.clone());
+    }
+    let bytes = crate::weights::safetensors_bytes(&all, &[])?;
+    let meta = CheckpointMeta {
+        format: CHECKPOINT_FORMAT.into(),
+        format_version: CHECKPOINT_VERSION,
+        config: cfg.clone(),
+        spec_name: model.spec().name.clone(),
+        data_fingerprint: fp.to_string(),
+        epochs_done: done,
+        records: st.records.clone(),
+        best_epoch: st.best_epoch,
+        best_val_accuracy: st.best_val,
+        tensors_sha256: sha256_hex(&bytes),
+    };
+    atomic_write(&dir.join(CKPT_TENSORS), &bytes)?;
+    let json = serde_json::to_vec_pretty(&meta).map_err(|e| ModelError::Mismatch(e.to_string()))?;
+    atomic_write(&dir.join(CKPT_META), &json)
+}
+
+fn load_checkpoint(
+    dir: &Path,
+    model: &mut Model,
+    vars: &[(String, Var)],
+    st: &mut State,
+    cfg: &TrainConfig,
+    fp: &str,
+) -> Result<Option<usize>> {
+    let meta_path = dir.join(CKPT_META);
+    if !meta_path.exists() {
+        tracing::warn!("no checkpoint in {}: starting from scratch", dir.display());
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&meta_path).map_err(|e| ModelError::io(&meta_path, e))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text)
+        .map_err(|e| ModelError::bad(&meta_path, format!("not a training checkpoint: {e}")))?;
+    if meta.format != CHECKPOINT_FORMAT || meta.format_version != CHECKPOINT_VERSION {
+        return Err(ModelError::bad(
+            &meta_path,
+            format!("checkpoint format {} v{} found; this build reads {CHECKPOINT_FORMAT} v{CHECKPOINT_VERSION}", meta.format, meta.format_version),
+        ));
+    }
+    if meta.config != *cfg {
+        return Err(ModelError::bad(
+            &meta_path,
+            format!(
+                "the checkpoint was made with different training settings ({}); rerun with the same flags or without --resume",
+                serde_json::to_string(&meta.config).unwrap_or_default()
+            ),
+        ));
+    }
+    if meta.spec_name != model.spec().name || meta.data_fingerprint != fp {
+        return Err(ModelError::bad(
+            &meta_path,
+            "the checkpoint was made for a different model or dataset split",
+        ));
+    }
+    let tpath = dir.join(CKPT_TENSORS);
+    let bytes = std::fs::read(&tpath).map_err(|e| ModelError::io(&tpath, e))?;
+    if sha256_hex(&bytes) != meta.tensors_sha256 {
+        return Err(ModelError::bad(
+            &tpath,
+            "checkpoint tensors do not match checkpoint.json (SHA-256)",
+        ));
+    }
+    let st_file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| ModelError::bad(&tpath, e.to_string()))?;
+    let device = model.device().clone();
+    let read = |name: &str| -> Result<Tensor> {
+        let view = st_file
+            .tensor(name)
+            .map_err(|_| ModelError::bad(&tpath, format!("missing tensor `{name}`")))?;
+        let data: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Ok(Tensor::from_vec(data, view.shape(), &device)?)
+    };
+    let keys: Vec<String> = model.tensors().keys().cloned().collect();
+    for k in &keys {
+        let cur = read(&format!("current.{k}"))?;
+        match vars.iter().find(|(n, _)| n == k) {
+            Some((_, var)) => var.set(&cur)?,
+            None => model.set_tensor(k, cur),
+        }
+        st.best.insert(k.clone(), read(&format!("best.{k}"))?);
+        if cfg.momentum != 0.0 && meta.epochs_done > 0 && vars.iter().any(|(n, _)| n == k) {
+            st.momentum
+                .insert(k.clone(), read(&format!("momentum.{k}"))?);
+        }
+    }
+    st.records = meta.records;
+    st.best_epoch = meta.best_epoch;
+    st.best_val = meta.best_val_accuracy;
+    Ok(Some(meta.epochs_done))
+}
+
+/// How a training split is divided into the part a model trains on and the part that selects
+/// its best epoch. Recorded in `model.json` so `eval --split val` sees the same images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum DataSplit {
+    /// A seeded permutation; the last `val_fraction` is validation.
+    Holdout {
+        /// Validation fraction in [0, 1).
+        val_fraction: f64,
+        /// Use only the first `limit` training images (quick runs).
+        limit: Option<usize>,
+    },
+    /// The spec's Dirichlet class-imbalanced estimator subset (§2.3): 80 % train, 20 % val.
+    Estimator {
+        /// Estimator seed.
+        seed: u64,
+        /// Dirichlet concentration.
+        alpha: f64,
+        /// Minimum images per class.
+        min_size: usize,
+    },
+}
+
+impl DataSplit {
+    /// (train, val) indices into `set` for master seed `seed`.
+    pub fn indices(&self, set: &ImageSet, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
+        match *self {
+            DataSplit::Holdout {
+                val_fraction,
+                limit,
+            } => {
+                if !(0.0..1.0).contains(&val_fraction) {
+                    return Err(ModelError::Mismatch(format!(
+                        "validation fraction {val_fraction} is not in [0, 1)"
+                    )));
+                }
+                let n = limit.map_or(set.len(), |l| l.min(set.len()));
+                let mut rng = crate::seeded(seed, crate::Stream::Split);
+                Ok(cnn_data::train_val_split(n, val_fraction, &mut rng))
+            }
+            DataSplit::Estimator {
+                seed: est,
+                alpha,
+                min_size,
+            } => {
+                if alpha <= 0.0 {
+                    return Err(ModelError::Mismatch(format!(
+                        "Dirichlet alpha must be > 0, got {alpha}"
+                    )));
+                }
+                let counts = set.class_counts();
+                if counts.iter().any(|&c| c < min_size) {
+                    return Err(ModelError::Mismatch(format!(
+                        "dataset `{}` has a class with fewer than min_size = {min_size} images: no estimator subset can be drawn",
+                        set.name
+                    )));
+                }
+                Ok(cnn_data::dirichlet_subset(
+                    &set.labels,
+                    set.num_classes(),
+                    alpha,
+                    min_size,
+                    est,
+                ))
+            }
+        }
+    }
+}

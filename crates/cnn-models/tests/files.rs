@@ -1,0 +1,227 @@
+//! Model files: PyTorch-named safetensors import, save/load round trip, and bad weights.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use cnn_data::{DatasetKind, InputFormat};
+use cnn_models::files::{import_state_dict, load_model, save_model, ModelMeta};
+use cnn_models::{presets, Model};
+use safetensors::tensor::{Dtype, TensorView};
+
+fn probe(seed: u64) -> Tensor {
+    let dev = Device::Cpu;
+    let n = 4 * 3 * 32 * 32;
+    let v: Vec<f32> = (0..n)
+        .map(|i| (((i as u64 * 2654435761 + seed) % 1000) as f32 / 500.0) - 1.0)
+        .collect();
+    Tensor::from_vec(v, (4, 3, 32, 32), &dev).unwrap()
+}
+
+/// Write a model's tensors the way PyTorch's `save_file(model.state_dict())` does: the same
+/// names, f32 data, plus an i64 `num_batches_tracked` per BatchNorm; optionally altered.
+fn write_state_dict(
+    path: &std::path::Path,
+    model: &Model,
+    drop: Option<&str>,
+    extra: Option<&str>,
+    reshape: Option<&str>,
+) {
+    let mut owned: Vec<(String, Vec<u8>, Vec<usize>, Dtype)> = Vec::new();
+    for (k, t) in model.tensors() {
+        if Some(k.as_str()) == drop {
+            continue;
+        }
+        let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        let mut shape = t.dims().to_vec();
+        let mut bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        if Some(k.as_str()) == reshape {
+            shape = vec![v.len() - 1];
+            bytes.truncate(bytes.len() - 4);
+        }
+        owned.push((k.clone(), bytes, shape, Dtype::F32));
+    }
+    for (bn, _) in &model.analysis().batch_norms {
+        owned.push((
+            format!("{bn}.num_batches_tracked"),
+            7i64.to_le_bytes().to_vec(),
+            vec![],
+            Dtype::I64,
+        ));
+    }
+    if let Some(name) = extra {
+        owned.push((
+            name.to_string(),
+            0f32.to_le_bytes().to_vec(),
+            vec![1],
+            Dtype::F32,
+        ));
+    }
+    let views: Vec<(String, TensorView<'_>)> = owned
+        .iter()
+        .map(|(k, b, s, d)| (k.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let bytes = safetensors::serialize(views, None::<HashMap<String, String>>).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_pytorch_named_state_dict_imports_with_identical_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["simcnn", "rescnn", "incecnn", "simcnn-cs", "rescnn-cs"] {
+        let spec = presets::by_name(name, 0.125, 3, 10).unwrap();
+        let original = Model::init(spec.clone(), 11, &Device::Cpu).unwrap();
+        let path = dir.path().join(format!("{name}.safetensors"));
+        write_state_dict(&path, &original, None, None, None);
+        let imported = import_state_dict(&path, spec, &Device::Cpu).unwrap();
+        let x = probe(3);
+        let a = original
+            .forward_eval(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let b = imported
+            .forward_eval(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(a, b, "{name}");
+    }
+}
+
+#[test]
+fn import_errors_name_the_key_and_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = presets::simcnn(0.125, 3, 10, true);
+    let model = Model::init(spec.clone(), 0, &Device::Cpu).unwrap();
+    let p = dir.path().join("w.safetensors");
+
+    write_state_dict(&p, &model, Some("conv_3.1.running_var"), None, None);
+    let err = import_state_dict(&p, spec.clone(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("missing tensor `conv_3.1.running_var`") && err.contains("w.safetensors"),
+        "{err}"
+    );
+
+    write_state_dict(&p, &model, None, Some("fc_99.weight"), None);
+    let err = import_state_dict(&p, spec.clone(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unexpected tensor `fc_99.weight`"), "{err}");
+
+    write_state_dict(&p, &model, None, None, Some("fc_15.bias"));
+    let err = import_state_dict(&p, spec.clone(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`fc_15.bias` has shape [9], expected [10]"),
+        "{err}"
+    );
+
+    std::fs::write(&p, b"definitely not safetensors").unwrap();
+    let err = import_state_dict(&p, spec, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not a valid safetensors file") && err.contains("w.safetensors"),
+        "{err}"
+    );
+}
+
+fn meta_for(model: &Model) -> ModelMeta {
+    let names = (0..model.spec().num_classes)
+        .map(|c| format!("class {c}"))
+        .collect();
+    ModelMeta::new(
+        model.spec().clone(),
+        InputFormat::for_dataset(DatasetKind::FashionMnist),
+        "test".into(),
+        names,
+    )
+}
+
+#[test]
+fn save_and_load_round_trip_bit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::init(presets::rescnn(0.125, 3, 10, true), 5, &Device::Cpu).unwrap();
+    let sha = save_model(dir.path(), &model, &meta_for(&model)).unwrap();
+    let (loaded, meta) = load_model(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(meta.weights_sha256, sha);
+    assert_eq!(meta.spec, *model.spec());
+    for (k, t) in model.tensors() {
+        let a: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = loaded
+            .tensor(k)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(a, b, "{k}");
+    }
+    let x = probe(1);
+    let a: Vec<f32> = model
+        .forward_eval(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let b: Vec<f32> = loaded
+        .forward_eval(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(a, b);
+    // saving again gives the same bytes
+    let dir2 = tempfile::tempdir().unwrap();
+    assert_eq!(save_model(dir2.path(), &loaded, &meta).unwrap(), sha);
+    // no temp files left behind
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+}
+
+#[test]
+fn tampered_or_truncated_weights_are_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::init(presets::simcnn(0.125, 3, 10, true), 5, &Device::Cpu).unwrap();
+    save_model(dir.path(), &model, &meta_for(&model)).unwrap();
+    let w = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_model(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains("does not match"),
+        "{err}"
+    );
+
+    let meta_path = dir.path().join("model.json");
+    let text = std::fs::read_to_string(&meta_path)
+        .unwrap()
+        .replace("\"format_version\": 1", "\"format_version\": 9");
+    std::fs::write(&meta_path, text).unwrap();
+    let err = load_model(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("version 9 found") && err.contains("reads version 1"),
+        "{err}"
+    );
+
+    let err = load_model(&dir.path().join("nothing-here"), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no model.json"), "{err}");
+}

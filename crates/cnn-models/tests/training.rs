@@ -1,0 +1,409 @@
+//! Training, evaluation, metrics, masks and op backends.
+
+use candle_core::{DType, Device, Tensor};
+use cnn_data::{ImageSet, ImageShape, InputFormat, Normalization};
+use cnn_models::metrics::{argmax_rows, ConfusionMatrix};
+use cnn_models::train::DataSplit;
+use cnn_models::{presets, ForwardOptions, Model, OpsBackend, TrainConfig, TrainData};
+
+/// A tiny learnable set: class c images are bright in quadrant c (4 classes, 16×16 grey).
+fn quadrant_set(n_per_class: usize) -> ImageSet {
+    let (h, w) = (16, 16);
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..n_per_class * 4 {
+        let c = i % 4;
+        for y in 0..h {
+            for x in 0..w {
+                let q = (y / 8) * 2 + x / 8;
+                let noise = ((i * 31 + y * 7 + x * 13) % 40) as u8;
+                images.push(if q == c { 200 + noise / 4 } else { noise });
+            }
+        }
+        labels.push(c as u16);
+    }
+    let names = (0..4).map(|c| format!("q{c}")).collect();
+    ImageSet::new(
+        "quadrants",
+        ImageShape {
+            channels: 1,
+            height: h,
+            width: w,
+        },
+        images,
+        labels,
+        names,
+    )
+    .unwrap()
+}
+
+fn format16() -> InputFormat {
+    InputFormat {
+        channels: 1,
+        size: 16,
+        norm: Normalization {
+            mean: vec![0.3],
+            std: vec![0.35],
+        },
+    }
+}
+
+fn tiny_spec() -> cnn_models::ModelSpec {
+    let mut spec = presets::simcnn(0.0625, 1, 4, true);
+    spec.input.height = 16;
+    spec.input.width = 16;
+    // 16×16 input: drop the last pool so the map stays ≥ 1×1
+    let last_pool = spec
+        .layers
+        .iter()
+        .rposition(|l| matches!(l, cnn_models::LayerSpec::MaxPool { .. }))
+        .unwrap();
+    spec.layers.remove(last_pool);
+    spec
+}
+
+fn cfg(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 16,
+        lr: 0.02,
+        lr_milestones: vec![],
+        seed: 3,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn training_lowers_the_loss_and_learns_a_simple_task() {
+    let set = quadrant_set(24);
+    let (train, val) = DataSplit::Holdout {
+        val_fraction: 0.25,
+        limit: None,
+    }
+    .indices(&set, 1)
+    .unwrap();
+    let data = TrainData {
+        set: &set,
+        train,
+        val: val.clone(),
+        format: format16(),
+    };
+    let mut model = Model::init(tiny_spec(), 3, &Device::Cpu).unwrap();
+    let report = cnn_models::train(&mut model, &data, &cfg(6), None, false, &mut |_| {}).unwrap();
+    let first = report.records.first().unwrap().train_loss;
+    let last = report.records.last().unwrap().train_loss;
+    assert!(last < first, "loss {first} → {last}");
+    let ev = cnn_models::evaluate(&model, &set, &val, &format16(), 64).unwrap();
+    assert!(ev.accuracy > 0.9, "val accuracy {}", ev.accuracy);
+    // the model keeps the best epoch, ties going to the later one
+    let best = report
+        .records
+        .iter()
+        .map(|r| r.val_accuracy)
+        .fold(f64::MIN, f64::max);
+    let last_best = report
+        .records
+        .iter()
+        .rposition(|r| r.val_accuracy == best)
+        .unwrap()
+        + 1;
+    assert_eq!(report.best_epoch, last_best);
+    assert!((ev.accuracy - best).abs() < 1e-12);
+}
+
+#[test]
+fn resume_continues_bit_for_bit() {
+    let set = quadrant_set(12);
+    let (train, val) = DataSplit::Holdout {
+        val_fraction: 0.25,
+        limit: None,
+    }
+    .indices(&set, 2)
+    .unwrap();
+    let data = TrainData {
+        set: &set,
+        train,
+        val,
+        format: format16(),
+    };
+    let full_dir = tempfile::tempdir().unwrap();
+    let mut full = Model::init(tiny_spec(), 9, &Device::Cpu).unwrap();
+    let full_report = cnn_models::train(
+        &mut full,
+        &data,
+        &cfg(3),
+        Some(full_dir.path()),
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+
+    // an interrupted run: the process stops after epoch 2 of 3 (simulated by a 2-epoch run
+    // leaving its checkpoint), then a new process resumes with the original flags
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Model::init(tiny_spec(), 9, &Device::Cpu).unwrap();
+    let mut two = cfg(3);
+    two.epochs = 2;
+    cnn_models::train(
+        &mut first,
+        &data,
+        &two,
+        Some(dir.path()),
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    // the checkpoint records the 2-epoch config; patch it to the full run's config, as a
+    // run killed during epoch 3 would have left it
+    let meta_path = dir.path().join("checkpoint.json");
+    let text =
+        std::fs::read_to_string(&meta_path)
+            .unwrap()
+            .replacen("\"epochs\": 2", "\"epochs\": 3", 1);
+    std::fs::write(&meta_path, text).unwrap();
+    let mut resumed = Model::init(tiny_spec(), 9, &Device::Cpu).unwrap();
+    let report = cnn_models::train(
+        &mut resumed,
+        &data,
+        &cfg(3),
+        Some(dir.path()),
+        true,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(report.resumed_after, Some(2));
+    assert_eq!(report.records.len(), 3);
+    assert_eq!(
+        report.records[2].train_loss,
+        full_report.records[2].train_loss
+    );
+    for (k, t) in full.tensors() {
+        let a: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = resumed
+            .tensor(k)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(a, b, "{k}");
+    }
+    // resuming with different flags is refused
+    let mut other = cfg(3);
+    other.lr = 0.5;
+    let mut m = Model::init(tiny_spec(), 9, &Device::Cpu).unwrap();
+    let err = cnn_models::train(&mut m, &data, &other, Some(dir.path()), true, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("different training settings"), "{err}");
+}
+
+#[test]
+fn a_diverging_run_stops_with_epoch_and_batch() {
+    let set = quadrant_set(8);
+    let data = TrainData {
+        set: &set,
+        train: (0..32).collect(),
+        val: vec![],
+        format: format16(),
+    };
+    let mut model = Model::init(tiny_spec(), 1, &Device::Cpu).unwrap();
+    let mut c = cfg(2);
+    c.lr = 1e30;
+    let err = cnn_models::train(&mut model, &data, &c, None, false, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("epoch") && err.contains("batch") && err.contains("loss is"),
+        "{err}"
+    );
+}
+
+fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1e-3 + x.abs().max(y.abs())))
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn fast_and_candle_ops_agree_in_forward_and_training() {
+    let dev = Device::Cpu;
+    for name in ["simcnn", "rescnn", "incecnn", "rescnn-cs"] {
+        let spec = presets::by_name(name, 0.125, 3, 10).unwrap();
+        let mut fast = Model::init(spec.clone(), 4, &dev).unwrap();
+        let mut slow = fast.clone();
+        fast.set_ops(OpsBackend::Fast);
+        slow.set_ops(OpsBackend::Candle);
+        let x = Tensor::randn(0f32, 1.0, (16, 3, 32, 32), &dev).unwrap();
+        let a: Vec<f32> = fast
+            .forward_eval(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b: Vec<f32> = slow
+            .forward_eval(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(max_rel_diff(&a, &b) < 1e-4, "{name} eval");
+        // gradients of a training-mode loss
+        let y = Tensor::new(&[0u32, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 5], &dev).unwrap();
+        let mut grads = Vec::new();
+        for m in [&mut fast, &mut slow] {
+            let vars = m.trainable_vars().unwrap();
+            let (logits, _) = m
+                .forward(
+                    &x,
+                    ForwardOptions {
+                        train: true,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            let loss = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
+            let g = loss.backward().unwrap();
+            let flat: Vec<f32> = vars
+                .iter()
+                .flat_map(|(_, v)| {
+                    g.get(v)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                })
+                .collect();
+            grads.push(flat);
+        }
+        let scale = grads[1].iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = grads[0]
+            .iter()
+            .zip(&grads[1])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-4 * scale.max(1e-3) + 1e-6,
+            "{name}: gradient difference {worst} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn all_ones_masks_reproduce_the_logits_exactly() {
+    let dev = Device::Cpu;
+    for name in ["simcnn", "rescnn", "incecnn", "simcnn-cs"] {
+        for ops in [OpsBackend::Fast, OpsBackend::Candle] {
+            let mut model =
+                Model::init(presets::by_name(name, 0.125, 3, 10).unwrap(), 2, &dev).unwrap();
+            model.set_ops(ops);
+            let x = Tensor::randn(0f32, 1.0, (4, 3, 32, 32), &dev).unwrap();
+            let masks: Vec<Tensor> = model
+                .analysis()
+                .sites
+                .iter()
+                .map(|s| Tensor::ones((1, s.channels), DType::F32, &dev).unwrap())
+                .collect();
+            let plain: Vec<f32> = model
+                .forward_eval(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let (masked, _) = model
+                .forward(
+                    &x,
+                    ForwardOptions {
+                        masks: Some(&masks),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            let masked: Vec<f32> = masked.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(plain, masked, "{name} {ops:?}");
+        }
+    }
+}
+
+#[test]
+fn grouped_masks_equal_separate_forwards() {
+    // N modules as one N·B batch equal N separate forwards (spec §12.7)
+    let dev = Device::Cpu;
+    let model = Model::init(presets::rescnn(0.125, 3, 10, true), 8, &dev).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (3, 3, 32, 32), &dev).unwrap();
+    let groups = 2;
+    let masks: Vec<Tensor> = model
+        .analysis()
+        .sites
+        .iter()
+        .map(|s| {
+            let v: Vec<f32> = (0..groups * s.channels)
+                .map(|i| ((i * 7 + s.index) % 3 != 0) as u8 as f32)
+                .collect();
+            Tensor::from_vec(v, (groups, s.channels), &dev).unwrap()
+        })
+        .collect();
+    let batched = Tensor::cat(&[&x, &x], 0).unwrap();
+    let (y, _) = model
+        .forward(
+            &batched,
+            ForwardOptions {
+                masks: Some(&masks),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    for g in 0..groups {
+        let m: Vec<Tensor> = masks.iter().map(|t| t.narrow(0, g, 1).unwrap()).collect();
+        let (single, _) = model
+            .forward(
+                &x,
+                ForwardOptions {
+                    masks: Some(&m),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let a: Vec<f32> = y
+            .narrow(0, g * 3, 3)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b: Vec<f32> = single.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(max_rel_diff(&a, &b) < 1e-5, "group {g}");
+    }
+}
+
+#[test]
+fn metrics_match_hand_computed_values() {
+    // labels / predictions over 3 classes
+    let labels = [0u32, 0, 0, 1, 1, 2, 2, 2, 2, 1];
+    let preds = [0u32, 1, 0, 1, 2, 2, 2, 0, 2, 1];
+    let m = ConfusionMatrix::from_predictions(&labels, &preds, 3);
+    assert_eq!(m.counts, vec![vec![2, 1, 0], vec![0, 2, 1], vec![1, 0, 3]]);
+    assert!((m.accuracy() - 0.7).abs() < 1e-12);
+    let c0 = m.class(0);
+    assert!((c0.precision - 2.0 / 3.0).abs() < 1e-12 && (c0.recall - 2.0 / 3.0).abs() < 1e-12);
+    let c2 = m.class(2);
+    assert!(
+        (c2.precision - 0.75).abs() < 1e-12
+            && (c2.recall - 0.75).abs() < 1e-12
+            && (c2.f1 - 0.75).abs() < 1e-12
+    );
+    assert!((m.accuracy_excluding(2) - 4.0 / 6.0).abs() < 1e-12);
+    // a class never predicted and never present: 0, not NaN
+    let m = ConfusionMatrix::from_predictions(&[0, 0], &[0, 0], 2);
+    assert_eq!(
+        (m.class(1).precision, m.class(1).recall, m.class(1).f1),
+        (0.0, 0.0, 0.0)
+    );
+    // argmax ties go to the lowest index
+    assert_eq!(argmax_rows(&[1.0, 3.0, 3.0, 2.0, 2.0, 0.0], 3), vec![1, 0]);
+}

@@ -1,0 +1,55 @@
+//! Compose class modules into classifiers, patch weak models, and pick modules for reuse
+//! (spec §5.10, §7, §8).
+//!
+//! Everything here works on score matrices, so it does not depend on how the scores were
+//! produced:
+//! - [`compose_predictions`]: argmax over module scores, ties → lowest module index;
+//! - [`PatchRule`] with a [`Calibration`]: replace a weak model's target-class probability by
+//!   a calibrated module score, and [`PatchReport`] on the effect;
+//! - [`ClassMetrics`], [`class_metrics`], [`binary_module_metrics`]: precision, recall, F1
+//!   with 0/0 = 0;
+//! - [`select_best_per_class`] and [`map_classes`]: module choice for reuse.
+//!
+//! ```
+//! use composer::{compose_predictions, patch_and_report, Calibration, PatchRule};
+//!
+//! # fn main() -> Result<(), composer::ComposerError> {
+//! // Three modules scoring four images; image 3 ties between modules 0 and 2 → module 0.
+//! let scores = vec![
+//!     vec![0.9, 0.1, 0.2, 0.7],
+//!     vec![0.2, 0.8, 0.1, 0.3],
+//!     vec![0.1, 0.3, 0.6, 0.7],
+//! ];
+//! assert_eq!(compose_predictions(&scores)?, vec![0, 1, 2, 0]);
+//!
+//! // Patch a 3-class weak model (target class = last column) with a module whose calibration
+//! // scores ranged over [2, 6].
+//! let weak_logits = [2.0, 1.0, 0.0, /* image 1 */ 0.0, 3.0, 0.0];
+//! let module_scores = [6.0, 2.0];
+//! let rule = PatchRule::last_column(3, Calibration::fit_minmax(&[2.0, 4.0, 6.0])?, false);
+//! let (predictions, report) = patch_and_report(&[2, 1], &weak_logits, 3, &module_scores, &rule)?;
+//! assert_eq!(predictions, vec![2, 1]); // image 0: calibrated score 1.0 beats p_0 ≈ 0.67
+//! assert_eq!(report.recall.before, 0.0);
+//! assert_eq!(report.recall.after, 1.0);
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+mod calibration;
+mod composition;
+mod error;
+mod metrics;
+mod patching;
+mod selection;
+
+pub use calibration::Calibration;
+pub use composition::compose_predictions;
+pub use error::{ComposerError, Result};
+pub use metrics::{accuracy, binary_module_metrics, class_metrics, ClassMetrics};
+pub use patching::{
+    patch_and_report, row_argmax, softmax_rows, weak_predictions, MetricChange, PatchReport,
+    PatchRule,
+};
+pub use selection::{best_by_f1, map_classes, select_best_per_class, TaskClass};

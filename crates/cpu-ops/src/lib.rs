@@ -1,0 +1,272 @@
+//! Fast CPU ops for cnnsplit's CNNs, as candle custom ops with their own backward, so that
+//! candle's autograd keeps working while the heavy lifting avoids candle's slow CPU paths.
+//!
+//! * [`conv2d`]: im2col + GEMM (the `gemm` crate) forward; input gradient as `Wᵀ·dY` +
+//!   col2im, weight gradient as `dY·im2colᵀ`; gradients only for arguments that need one
+//!   (a frozen weight gets none).
+//! * [`batch_norm_train`], [`batch_norm_eval`]: fused batch norm (+ optional ReLU) with a
+//!   one-pass-per-channel backward.
+//! * [`channel_mask`], [`batch_norm_relu_mask`]: GradSplitter's batched per-module channel
+//!   masks, the latter fused with eval BN and ReLU.
+//! * [`max_pool2d`]: max-pool with an argmax-scatter backward.
+//!
+//! All take NCHW f32 tensors. On a non-CPU device or another dtype each function falls back to
+//! the equivalent composition of stock candle ops in [`reference`], so callers can use them
+//! unconditionally.
+//!
+//! ```
+//! use candle_core::{Device, Tensor, Var};
+//!
+//! # fn main() -> candle_core::Result<()> {
+//! let dev = Device::Cpu;
+//! let x = Var::randn(0f32, 1.0, (2, 3, 8, 8), &dev)?;
+//! let w = Var::randn(0f32, 0.1, (4, 3, 3, 3), &dev)?;
+//! let b = Var::zeros(4, candle_core::DType::F32, &dev)?;
+//! let gamma = Var::ones(4, candle_core::DType::F32, &dev)?;
+//! let beta = Var::zeros(4, candle_core::DType::F32, &dev)?;
+//!
+//! let y = cpu_ops::conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), 1, 1)?;
+//! let (y, mean, var) = cpu_ops::batch_norm_train(&y, gamma.as_tensor(), beta.as_tensor(), 1e-5, true)?;
+//! let y = cpu_ops::max_pool2d(&y, 2, 2)?;
+//! assert_eq!(y.dims(), &[2, 4, 4, 4]);
+//! assert_eq!((mean.dims(), var.dims()), (&[4][..], &[4][..]));
+//!
+//! let grads = y.sum_all()?.backward()?;
+//! assert_eq!(grads.get(x.as_tensor()).unwrap().dims(), &[2, 3, 8, 8]);
+//! assert_eq!(grads.get(w.as_tensor()).unwrap().dims(), &[4, 3, 3, 3]);
+//! assert!(grads.get(gamma.as_tensor()).is_some());
+//!
+//! // A frozen (plain) weight gets no gradient; the input gradient is still computed.
+//! let frozen = w.as_tensor().detach();
+//! let y = cpu_ops::conv2d(x.as_tensor(), &frozen, None, 1, 1)?;
+//! let grads = y.sum_all()?.backward()?;
+//! assert!(grads.get(&frozen).is_none());
+//! assert!(grads.get(x.as_tensor()).is_some());
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{bail, DType, Result, Tensor};
+
+mod bn;
+mod conv;
+mod pool;
+pub mod reference;
+mod util;
+
+use util::{check_vec, dims4};
+
+/// True when every tensor is an f32 CPU tensor, i.e. the fast path applies.
+fn fast(ts: &[&Tensor]) -> bool {
+    ts.iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// 2-D convolution, square kernel, the same stride and padding on both axes, dilation 1,
+/// groups 1. `x` is `[N, Ci, H, W]`, `weight` `[Co, Ci, k, k]`, `bias` `[Co]`; the result is
+/// `[N, Co, (H+2p-k)/s+1, (W+2p-k)/s+1]`.
+///
+/// Backward: input gradient as a GEMM (`Wᵀ·dY`) + col2im, weight gradient as a GEMM
+/// (`dY·im2colᵀ`), bias gradient as a sum. A gradient is computed only for an argument that
+/// needs one ([`Tensor::track_op`]): a frozen plain weight gets none, and an input that is
+/// not tracked (e.g. the images) costs no input-gradient GEMM.
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let (_, ci, _, _) = dims4(x, "conv2d input")?;
+    let (co, wci, kh, kw) = dims4(weight, "conv2d weight")?;
+    if wci != ci || kh != kw || stride == 0 {
+        bail!(
+            "cpu-ops conv2d: weight {:?} does not fit input {:?} (square kernel, stride ≥ 1)",
+            weight.dims(),
+            x.dims()
+        )
+    }
+    if let Some(b) = bias {
+        check_vec(b, co, "conv2d bias")?;
+    }
+    let all_fast = fast(&[x, weight]) && bias.is_none_or(|b| fast(&[b]));
+    if !all_fast {
+        return reference::conv2d(x, weight, bias, stride, padding);
+    }
+    let x = x.contiguous()?;
+    let w = weight.contiguous()?;
+    let op = conv::Conv2dOp { stride, padding };
+    match bias {
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+        None => x.apply_op2(&w, op),
+    }
+}
+
+/// Training-mode batch norm over (N, H, W) per channel, optionally followed by a fused ReLU.
+/// `x` is `[N, C, H, W]`, `gamma`/`beta` `[C]`.
+///
+/// Returns `(y, batch_mean, batch_var_biased)`, the statistics as `[C]` tensors without a
+/// graph (for the caller's running-statistics update). `y` is differentiable with respect to
+/// `x`, `gamma` and `beta` (each only if it tracks), through a fused backward.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (_, c, _, _) = dims4(x, "batch_norm_train input")?;
+    check_vec(gamma, c, "batch_norm_train gamma")?;
+    check_vec(beta, c, "batch_norm_train beta")?;
+    if !fast(&[x, gamma, beta]) {
+        return reference::batch_norm_train(x, gamma, beta, eps, relu);
+    }
+    let stats = Arc::new(OnceLock::new());
+    let op = bn::BnTrainOp {
+        eps,
+        relu,
+        stats: stats.clone(),
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    let Some(st) = stats.get() else {
+        bail!("cpu-ops batch_norm_train: forward produced no statistics")
+    };
+    let mean = Tensor::new(st.mean.as_slice(), x.device())?;
+    let var = Tensor::new(st.var.as_slice(), x.device())?;
+    Ok((y, mean, var))
+}
+
+/// Eval-mode batch norm with running statistics (a per-channel affine), optionally followed
+/// by a fused ReLU. Differentiable with respect to `x`, and to `gamma`/`beta` only if they
+/// track; the running statistics are constants.
+pub fn batch_norm_eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    let (_, c, _, _) = dims4(x, "batch_norm_eval input")?;
+    for (t, what) in [
+        (gamma, "gamma"),
+        (beta, "beta"),
+        (running_mean, "running mean"),
+        (running_var, "running var"),
+    ] {
+        check_vec(t, c, what)?;
+    }
+    if !fast(&[x, gamma, beta, running_mean, running_var]) {
+        return reference::batch_norm_eval(x, gamma, beta, running_mean, running_var, eps, relu);
+    }
+    let op = bn::BnEvalOp {
+        eps,
+        relu,
+        running_mean: running_mean.to_vec1()?,
+        running_var: running_var.to_vec1()?,
+    };
+    x.contiguous()?
+        .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)
+}
+
+/// GradSplitter's batched channel mask: `x` is `[G·B, C, H, W]` (G modules' batches of B
+/// stacked), `mask` `[G, C]`; `y[i, c, :, :] = x[i, c, :, :] · mask[i / B, c]`.
+/// Differentiable with respect to `x` and `mask` (each only if it tracks).
+pub fn channel_mask(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let (n, c, _, _) = dims4(x, "channel_mask input")?;
+    let (g, mc) = mask.dims2()?;
+    if mc != c || g == 0 || n % g != 0 {
+        bail!(
+            "cpu-ops channel_mask: mask {:?} does not fit input {:?}",
+            mask.dims(),
+            x.dims()
+        )
+    }
+    if !fast(&[x, mask]) {
+        return reference::channel_mask(x, mask);
+    }
+    x.contiguous()?
+        .apply_op2(&mask.contiguous()?, bn::ChannelMaskOp)
+}
+
+/// Fused eval-mode batch norm → ReLU → [`channel_mask`] in one pass (GradSplitter's step over
+/// a frozen model): `y[i, c] = relu(bn_eval(x)[i, c]) · mask[i / B, c]`.
+/// Differentiable with respect to `x` and `mask`. The BN parameters are treated as frozen:
+/// if `gamma` or `beta` tracks, the unfused composition [`batch_norm_eval`] +
+/// [`channel_mask`] is used instead so that they get gradients too.
+pub fn batch_norm_relu_mask(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+    mask: &Tensor,
+) -> Result<Tensor> {
+    let (n, c, _, _) = dims4(x, "batch_norm_relu_mask input")?;
+    for (t, what) in [
+        (gamma, "gamma"),
+        (beta, "beta"),
+        (running_mean, "running mean"),
+        (running_var, "running var"),
+    ] {
+        check_vec(t, c, what)?;
+    }
+    let (g, mc) = mask.dims2()?;
+    if mc != c || g == 0 || n % g != 0 {
+        bail!(
+            "cpu-ops batch_norm_relu_mask: mask {:?} does not fit input {:?}",
+            mask.dims(),
+            x.dims()
+        )
+    }
+    if !fast(&[x, gamma, beta, running_mean, running_var, mask]) {
+        return reference::batch_norm_relu_mask(
+            x,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            eps,
+            mask,
+        );
+    }
+    if gamma.track_op() || beta.track_op() {
+        let y = batch_norm_eval(x, gamma, beta, running_mean, running_var, eps, true)?;
+        return channel_mask(&y, mask);
+    }
+    let op = bn::BnReluMaskOp::new(
+        &gamma.to_vec1::<f32>()?,
+        &beta.to_vec1::<f32>()?,
+        &running_mean.to_vec1::<f32>()?,
+        &running_var.to_vec1::<f32>()?,
+        eps,
+    );
+    x.contiguous()?.apply_op2(&mask.contiguous()?, op)
+}
+
+/// Max-pool with a `kernel × kernel` window and stride `stride`, no padding (output size
+/// `(H - k)/s + 1`). The backward routes each output gradient to its window's maximum, the
+/// first one in row-major order on ties (like PyTorch); NaN propagates as the maximum.
+/// Overlapping windows (`stride < kernel`) are supported in the backward too.
+pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    let (_, _, h, w) = dims4(x, "max_pool2d input")?;
+    pool::pooled(h, kernel, stride)?;
+    pool::pooled(w, kernel, stride)?;
+    if !fast(&[x]) {
+        return reference::max_pool2d(x, kernel, stride);
+    }
+    let op = pool::MaxPoolOp {
+        kernel,
+        stride,
+        argmax: Arc::new(OnceLock::new()),
+    };
+    x.contiguous()?.apply_op1(op)
+}

@@ -1,0 +1,104 @@
+//! Max-pooling with the argmax kept for a scatter backward.
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::util::{cpu_tensor, layout_slice, storage_slice};
+
+/// Output size of a `kernel`/`stride` window along an axis of length `len`.
+pub(crate) fn pooled(len: usize, kernel: usize, stride: usize) -> Result<usize> {
+    if kernel == 0 || stride == 0 {
+        bail!("cpu-ops max_pool2d: kernel and stride must be at least 1")
+    }
+    if len < kernel {
+        bail!("cpu-ops max_pool2d: kernel {kernel} larger than input size {len}")
+    }
+    Ok((len - kernel) / stride + 1)
+}
+
+/// The custom op behind [`crate::max_pool2d`]; the forward records, per output element, the
+/// index of its maximum inside the input plane.
+pub(crate) struct MaxPoolOp {
+    pub kernel: usize,
+    pub stride: usize,
+    pub argmax: Arc<OnceLock<Vec<u32>>>,
+}
+
+impl CustomOp1 for MaxPoolOp {
+    fn name(&self) -> &'static str {
+        "cpu-ops-max-pool2d"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let &[n, c, h, w] = l.dims() else {
+            bail!(
+                "cpu-ops max_pool2d: expected NCHW input, got {:?}",
+                l.dims()
+            )
+        };
+        let (k, st) = (self.kernel, self.stride);
+        let (ho, wo) = (pooled(h, k, st)?, pooled(w, k, st)?);
+        if h * w > u32::MAX as usize {
+            bail!("cpu-ops max_pool2d: plane too large")
+        }
+        let x = layout_slice(s, l)?;
+        let (pi, po) = (h * w, ho * wo);
+        let mut y = vec![0f32; n * c * po];
+        let mut idx = vec![0u32; n * c * po];
+        if po > 0 {
+            y.par_chunks_mut(po)
+                .zip(idx.par_chunks_mut(po))
+                .zip(x.par_chunks(pi))
+                .with_min_len((4096 / pi).max(1))
+                .for_each(|((yo, io), xp)| {
+                    for oy in 0..ho {
+                        for ox in 0..wo {
+                            let base = oy * st * w + ox * st;
+                            let mut best = xp[base];
+                            let mut bi = base;
+                            for ky in 0..k {
+                                let row = base + ky * w;
+                                for (kx, &v) in xp[row..row + k].iter().enumerate() {
+                                    if v > best || (v.is_nan() && !best.is_nan()) {
+                                        best = v;
+                                        bi = row + kx;
+                                    }
+                                }
+                            }
+                            yo[oy * wo + ox] = best;
+                            io[oy * wo + ox] = bi as u32;
+                        }
+                    }
+                });
+        }
+        let _ = self.argmax.set(idx);
+        Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))))
+    }
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        if !arg.track_op() {
+            return Ok(None);
+        }
+        let Some(idx) = self.argmax.get() else {
+            bail!("cpu-ops max_pool2d: backward before forward")
+        };
+        let (_, _, h, w) = arg.dims4()?;
+        let (_, _, ho, wo) = res.dims4()?;
+        let (pi, po) = (h * w, ho * wo);
+        let grad = grad.contiguous()?;
+        let (gs, gl) = grad.storage_and_layout();
+        let dy = storage_slice(&gs, gl)?;
+        let mut dx = vec![0f32; arg.elem_count()];
+        if po > 0 {
+            dx.par_chunks_mut(pi)
+                .zip(dy.par_chunks(po).zip(idx.par_chunks(po)))
+                .with_min_len((4096 / pi).max(1))
+                .for_each(|(d, (g, ix))| {
+                    for (&gv, &i) in g.iter().zip(ix) {
+                        d[i as usize] += gv;
+                    }
+                });
+        }
+        Ok(Some(cpu_tensor(dx, arg.shape().clone())?))
+    }
+}

@@ -1,0 +1,154 @@
+//! Shared plumbing: reading CPU storage, per-thread scratch buffers, raw-pointer helpers and
+//! the small vectorisable reductions the ops use.
+
+use std::cell::RefCell;
+
+use candle_core::{bail, CpuStorage, Device, Layout, Result, Shape, Storage, Tensor};
+
+/// The contiguous f32 slice a CPU storage/layout pair describes.
+pub(crate) fn layout_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => bail!("cpu-ops: expected a contiguous f32 tensor"),
+    }
+}
+
+/// The f32 slice behind a locked storage guard of a contiguous CPU tensor.
+pub(crate) fn storage_slice<'a>(s: &'a Storage, l: &Layout) -> Result<&'a [f32]> {
+    match s {
+        Storage::Cpu(cs) => layout_slice(cs, l),
+        _ => bail!("cpu-ops: expected a CPU tensor"),
+    }
+}
+
+/// Wraps a computed buffer as a fresh (untracked) CPU tensor.
+pub(crate) fn cpu_tensor<S: Into<Shape>>(v: Vec<f32>, shape: S) -> Result<Tensor> {
+    Tensor::from_vec(v, shape, &Device::Cpu)
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Takes a scratch buffer of at least `len` floats from this thread's pool. Its contents are
+/// unspecified: callers overwrite what they read. Return it with [`give_scratch`].
+pub(crate) fn take_scratch(len: usize) -> Vec<f32> {
+    let mut v = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    v
+}
+
+/// Returns a buffer taken with [`take_scratch`] to this thread's pool (at most four kept).
+pub(crate) fn give_scratch(v: Vec<f32>) {
+    SCRATCH.with(|s| {
+        let mut pool = s.borrow_mut();
+        if pool.len() < 4 {
+            pool.push(v);
+        }
+    });
+}
+
+/// A raw pointer that may cross rayon task boundaries; every use writes a disjoint region.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(*mut f32);
+
+// SAFETY: the pointer is only dereferenced on regions that no other task touches at the
+// same time (each parallel task owns a distinct set of rows/images).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    pub(crate) fn new(v: &mut [f32]) -> Self {
+        SendPtr(v.as_mut_ptr())
+    }
+    /// The row `[off, off + len)` of the buffer as a mutable slice.
+    ///
+    /// # Safety
+    /// The range must lie inside the buffer and no other live reference may overlap it.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice(&self, off: usize, len: usize) -> &mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(off), len)
+    }
+    /// The raw pointer at offset `off`.
+    pub(crate) fn at(&self, off: usize) -> *mut f32 {
+        self.0.wrapping_add(off)
+    }
+}
+
+/// Sum of a slice, eight independent lanes so it vectorises.
+#[inline]
+pub(crate) fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut it = a.chunks_exact(8);
+    for c in &mut it {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for &v in it.remainder() {
+        s += v;
+    }
+    s
+}
+
+/// Σ (a - m)², eight lanes.
+#[inline]
+pub(crate) fn sum_sq_dev(a: &[f32], m: f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut it = a.chunks_exact(8);
+    for c in &mut it {
+        for i in 0..8 {
+            let d = c[i] - m;
+            acc[i] += d * d;
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for &v in it.remainder() {
+        s += (v - m) * (v - m);
+    }
+    s
+}
+
+/// Σ a·b, eight lanes.
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 8];
+    let mut ia = a.chunks_exact(8);
+    let mut ib = b.chunks_exact(8);
+    for (x, y) in (&mut ia).zip(&mut ib) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ia.remainder().iter().zip(ib.remainder()) {
+        s += x * y;
+    }
+    s
+}
+
+/// The first error-free dimension check: `t` must have rank 4.
+pub(crate) fn dims4(t: &Tensor, what: &str) -> Result<(usize, usize, usize, usize)> {
+    match t.dims() {
+        &[a, b, c, d] => Ok((a, b, c, d)),
+        d => bail!("cpu-ops: {what} must be 4-D (NCHW), got shape {d:?}"),
+    }
+}
+
+/// `t` must be a vector of `len` elements.
+pub(crate) fn check_vec(t: &Tensor, len: usize, what: &str) -> Result<()> {
+    if t.dims() != [len] {
+        bail!(
+            "cpu-ops: {what} must have shape [{len}], got {:?}",
+            t.dims()
+        )
+    }
+    Ok(())
+}

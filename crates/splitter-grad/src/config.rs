@@ -1,0 +1,325 @@
+//! The search settings (spec §5.6 defaults), the epoch schedule and the choice of the final
+//! epoch (spec §5.7).
+
+use serde::{Deserialize, Serialize};
+
+/// How the real-valued masks are initialised (spec §5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaskInit {
+    /// All ones (every kernel retained at the start).
+    #[default]
+    Ones,
+    /// Samples of N(0, 1) from the splitter stream of the seed.
+    Normal,
+    /// All zeros (every kernel removed at the start: b = 1[0 > 0] = 0).
+    Zeros,
+}
+
+/// What is trained in an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Head-only warm-up (λ = 0, warm-up learning rate).
+    Warmup,
+    /// Masks and heads (λ > 0).
+    Mask,
+    /// Heads only, masks frozen but applied (λ = 0).
+    Head,
+}
+
+/// Every number of a GradSplitter search. `Default` gives the paper's values (spec §5.6).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GradSplitConfig {
+    /// Head-only warm-up epochs H0.
+    pub warmup_epochs: usize,
+    /// Epochs E_m after the warm-up, run as the repeated [mask × `pattern_mask`, head ×
+    /// `pattern_head`] pattern; a last partial pattern is truncated.
+    pub mask_epochs: usize,
+    /// Mask epochs per pattern.
+    pub pattern_mask: usize,
+    /// Head epochs per pattern.
+    pub pattern_head: usize,
+    /// Adam learning rate of the warm-up (heads).
+    pub warmup_lr: f64,
+    /// Adam learning rate of mask phases (masks and heads).
+    pub mask_lr: f64,
+    /// Adam learning rate of later head phases.
+    pub head_lr: f64,
+    /// Weight λ of the kernel term in mask phases.
+    pub lambda: f64,
+    /// Adam β1.
+    pub beta1: f64,
+    /// Adam β2.
+    pub beta2: f64,
+    /// Adam ε.
+    pub eps: f64,
+    /// Training mini-batch size (images per module).
+    pub batch_size: usize,
+    /// Validation batch size (images per module).
+    pub eval_batch: usize,
+    /// Mask initialisation.
+    pub mask_init: MaskInit,
+    /// Hidden width of each module head (N → hidden → 1).
+    pub head_hidden: usize,
+    /// Epochs whose composed accuracy is within `tolerance` (absolute) of the model's are
+    /// candidates for the final epoch.
+    pub tolerance: f64,
+    /// Master seed (head/mask init and data order derive from it).
+    pub seed: u64,
+}
+
+impl Default for GradSplitConfig {
+    fn default() -> Self {
+        GradSplitConfig {
+            warmup_epochs: 5,
+            mask_epochs: 140,
+            pattern_mask: 5,
+            pattern_head: 2,
+            warmup_lr: 0.01,
+            mask_lr: 0.001,
+            head_lr: 0.001,
+            lambda: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            batch_size: 64,
+            eval_batch: 256,
+            mask_init: MaskInit::Ones,
+            head_hidden: 10,
+            tolerance: 0.01,
+            seed: 0,
+        }
+    }
+}
+
+impl GradSplitConfig {
+    /// The phase of every epoch, in order (warm-up, then the truncated pattern).
+    ///
+    /// ```
+    /// use splitter_grad::{GradSplitConfig, Phase};
+    /// let s = GradSplitConfig::default().schedule();
+    /// assert_eq!(s.len(), 145);
+    /// assert_eq!(s.iter().filter(|p| **p == Phase::Mask).count(), 100);
+    /// ```
+    pub fn schedule(&self) -> Vec<Phase> {
+        let period = self.pattern_mask + self.pattern_head;
+        let mut out = vec![Phase::Warmup; self.warmup_epochs];
+        for i in 0..self.mask_epochs {
+            let pos = if period == 0 { 0 } else { i % period };
+            out.push(if pos < self.pattern_mask {
+                Phase::Mask
+            } else {
+                Phase::Head
+            });
+        }
+        out
+    }
+
+    /// Total epochs.
+    pub fn epochs(&self) -> usize {
+        self.warmup_epochs + self.mask_epochs
+    }
+
+    /// Learning rate and λ of a phase.
+    pub fn phase_params(&self, phase: Phase) -> (f64, f64) {
+        match phase {
+            Phase::Warmup => (self.warmup_lr, 0.0),
+            Phase::Mask => (self.mask_lr, self.lambda),
+            Phase::Head => (self.head_lr, 0.0),
+        }
+    }
+
+    /// Check the settings; errors say which one is wrong.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::GradSplitError::Invalid(m));
+        if self.epochs() == 0 {
+            return bad("warmup_epochs + mask_epochs must be ≥ 1".into());
+        }
+        if self.mask_epochs > 0 && self.pattern_mask + self.pattern_head == 0 {
+            return bad("the mask/head pattern is empty (pattern_mask + pattern_head = 0)".into());
+        }
+        if self.batch_size == 0 || self.eval_batch == 0 {
+            return bad("batch sizes must be ≥ 1".into());
+        }
+        if self.head_hidden == 0 {
+            return bad("head_hidden must be ≥ 1".into());
+        }
+        for (name, v) in [
+            ("warmup_lr", self.warmup_lr),
+            ("mask_lr", self.mask_lr),
+            ("head_lr", self.head_lr),
+            ("eps", self.eps),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("{name} must be a positive number, got {v}"));
+            }
+        }
+        if !(self.lambda.is_finite() && self.lambda >= 0.0) {
+            return bad(format!("lambda must be ≥ 0, got {}", self.lambda));
+        }
+        for (name, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(format!("{name} must be in [0, 1), got {v}"));
+            }
+        }
+        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
+            return bad(format!("tolerance must be ≥ 0, got {}", self.tolerance));
+        }
+        Ok(())
+    }
+}
+
+/// Metrics of one finished epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Its phase.
+    pub phase: Phase,
+    /// Mean training loss (CE + λ·K) over the epoch's batches.
+    pub train_loss: f64,
+    /// Composed validation accuracy acc_e (argmax of the module scores).
+    pub val_accuracy: f64,
+    /// Mean kernel count k_e over modules (spec §5.8).
+    pub mean_kernels: f64,
+    /// Mean kernel retention rate over modules.
+    pub mean_krr: f64,
+    /// Wall time of the epoch, validation included.
+    pub seconds: f64,
+}
+
+/// The final-epoch rule of spec §5.7: among epochs with `model_accuracy − acc_e < tolerance`,
+/// the fewest mean kernels, ties → higher accuracy → earlier epoch; with no candidate, the most
+/// accurate epoch (earliest on ties). Returns an index into `log`, `None` for an empty log.
+///
+/// ```
+/// use splitter_grad::{choose_epoch, EpochRecord, Phase};
+/// let rec = |epoch, val_accuracy, mean_kernels| EpochRecord {
+///     epoch, phase: Phase::Mask, train_loss: 0.0, val_accuracy, mean_kernels, mean_krr: 0.0, seconds: 0.0,
+/// };
+/// let log = [rec(1, 0.90, 100.0), rec(2, 0.895, 60.0), rec(3, 0.85, 10.0)];
+/// assert_eq!(choose_epoch(&log, 0.90, 0.01), Some(1));
+/// assert_eq!(choose_epoch(&log, 0.99, 0.01), Some(0));
+/// ```
+pub fn choose_epoch(log: &[EpochRecord], model_accuracy: f64, tolerance: f64) -> Option<usize> {
+    let candidates: Vec<usize> = (0..log.len())
+        .filter(|&i| model_accuracy - log[i].val_accuracy < tolerance)
+        .collect();
+    if candidates.is_empty() {
+        let mut best: Option<usize> = None;
+        for i in 0..log.len() {
+            if best.is_none_or(|b| log[i].val_accuracy > log[b].val_accuracy) {
+                best = Some(i);
+            }
+        }
+        return best;
+    }
+    let mut best = candidates[0];
+    for &i in &candidates[1..] {
+        let (a, b) = (&log[i], &log[best]);
+        if a.mean_kernels < b.mean_kernels
+            || (a.mean_kernels == b.mean_kernels && a.val_accuracy > b.val_accuracy)
+        {
+            best = i;
+        }
+    }
+    Some(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(epoch: usize, acc: f64, k: f64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            phase: Phase::Mask,
+            train_loss: 0.0,
+            val_accuracy: acc,
+            mean_kernels: k,
+            mean_krr: 0.0,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn default_schedule_is_145_epochs() {
+        let cfg = GradSplitConfig::default();
+        let s = cfg.schedule();
+        assert_eq!(s.len(), 145);
+        assert!(s[..5].iter().all(|p| *p == Phase::Warmup));
+        assert_eq!(s.iter().filter(|p| **p == Phase::Mask).count(), 100);
+        assert_eq!(s.iter().filter(|p| **p == Phase::Head).count(), 40);
+        assert_eq!(
+            &s[5..12],
+            &[
+                Phase::Mask,
+                Phase::Mask,
+                Phase::Mask,
+                Phase::Mask,
+                Phase::Mask,
+                Phase::Head,
+                Phase::Head
+            ]
+        );
+        assert_eq!(s.last(), Some(&Phase::Head));
+    }
+
+    #[test]
+    fn non_multiple_of_seven_truncates_the_last_pattern() {
+        let cfg = GradSplitConfig {
+            mask_epochs: 10,
+            ..Default::default()
+        };
+        let s = cfg.schedule();
+        assert_eq!(s.len(), 15);
+        let tail: Vec<Phase> = s[5..].to_vec();
+        use Phase::{Head as H, Mask as M};
+        assert_eq!(tail, vec![M, M, M, M, M, H, H, M, M, M]);
+        let cfg = GradSplitConfig {
+            mask_epochs: 13,
+            warmup_epochs: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            cfg.schedule().iter().filter(|p| **p == Phase::Mask).count(),
+            10
+        );
+    }
+
+    #[test]
+    fn epoch_choice_rule() {
+        // model accuracy 0.90: candidates are > 0.89
+        let log = vec![
+            rec(1, 0.91, 300.0),
+            rec(2, 0.895, 200.0),
+            rec(3, 0.90, 200.0), // same kernels as epoch 2, more accurate → wins the tie
+            rec(4, 0.85, 50.0),  // fewest kernels but not a candidate
+            rec(5, 0.90, 200.0), // full tie with epoch 3 → earlier epoch kept
+        ];
+        assert_eq!(choose_epoch(&log, 0.90, 0.01), Some(2));
+        // exactly 1 pp below is not a candidate (strict <)
+        let log2 = vec![rec(1, 0.80, 10.0), rec(2, 0.95, 100.0)];
+        assert_eq!(choose_epoch(&log2, 0.96, 0.01), Some(1));
+        // no candidate → most accurate, earliest on ties
+        let log3 = vec![rec(1, 0.5, 10.0), rec(2, 0.7, 100.0), rec(3, 0.7, 5.0)];
+        assert_eq!(choose_epoch(&log3, 0.99, 0.01), Some(1));
+        assert_eq!(choose_epoch(&[], 0.9, 0.01), None);
+    }
+
+    #[test]
+    fn config_round_trips_and_validates() {
+        let cfg = GradSplitConfig::default();
+        let back: GradSplitConfig =
+            serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(back, cfg);
+        assert!(cfg.validate().is_ok());
+        assert!(GradSplitConfig {
+            batch_size: 0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+    }
+}

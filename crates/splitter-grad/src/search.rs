@@ -1,0 +1,733 @@
+//! The GradSplitter search (spec §5.4–§5.7): N modules trained as one batched masked forward of
+//! the frozen model, per-epoch validation, per-epoch checkpoints with exact resume, and the
+//! automatic choice of the final epoch.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
+use cnn_data::Batches;
+use cnn_models::extract::KernelMask;
+use cnn_models::files::{atomic_write, sha256_hex};
+use cnn_models::metrics::argmax_rows;
+use cnn_models::{epoch_rng, seeded, ForwardOptions, Model, Stream, TrainData};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{choose_epoch, EpochRecord, GradSplitConfig, MaskInit, Phase};
+use crate::error::{GradSplitError, Result};
+use crate::heads::{ce_on_scores, Heads, HEAD_KEYS};
+use crate::ste::{binarize, binarize_detached};
+
+/// Progress of a search, for progress bars and logs.
+#[derive(Clone, Debug)]
+pub enum GradSplitEvent {
+    /// The search starts (after the model's own validation accuracy was measured).
+    Started {
+        /// Total epochs.
+        epochs: usize,
+        /// The model's validation accuracy acc_M.
+        model_accuracy: f64,
+        /// Epochs already done when resuming.
+        resumed_after: Option<usize>,
+    },
+    /// An epoch starts.
+    EpochStart {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Total epochs.
+        epochs: usize,
+        /// Its phase.
+        phase: Phase,
+        /// Batches in the epoch.
+        batches: usize,
+    },
+    /// A batch finished.
+    Batch {
+        /// 1-based batch.
+        batch: usize,
+        /// Its loss.
+        loss: f32,
+    },
+    /// An epoch finished.
+    EpochEnd(EpochRecord),
+    /// The final epoch was chosen.
+    Chosen {
+        /// 1-based chosen epoch.
+        epoch: usize,
+        /// Its composed validation accuracy.
+        val_accuracy: f64,
+        /// Its mean kernel count.
+        mean_kernels: f64,
+    },
+}
+
+/// The outcome of a search: the chosen epoch's masks and heads and the whole log.
+#[derive(Clone, Debug)]
+pub struct GradSplitResult {
+    /// 1-based chosen epoch (spec §5.7).
+    pub chosen_epoch: usize,
+    /// Binary masks of the chosen epoch: `masks[c][s]` is module c's mask of site s.
+    pub masks: Vec<Vec<KernelMask>>,
+    /// Heads of the chosen epoch.
+    pub heads: Heads,
+    /// Every epoch's metrics, including those before a resume.
+    pub log: Vec<EpochRecord>,
+    /// The model's own validation accuracy acc_M.
+    pub model_accuracy: f64,
+    /// Total kernels of the model K_tot.
+    pub total_kernels: usize,
+    /// Epochs already done when this process resumed, if it did.
+    pub resumed_after: Option<usize>,
+}
+
+impl GradSplitResult {
+    /// Kernel count of module `c` (spec §5.8).
+    pub fn kernels(&self, analysis: &cnn_models::Analysis, c: usize) -> usize {
+        cnn_models::extract::kernel_count(analysis, &self.masks[c])
+    }
+}
+
+/// Adam (β1, β2, ε, no weight decay) with its moments exposed for checkpoints; the update is
+/// PyTorch's: m̂/(√v̂ + ε).
+struct Adam {
+    params: Vec<(String, Var)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    t: usize,
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+}
+
+impl Adam {
+    fn new(params: Vec<(String, Var)>, lr: f64, cfg: &GradSplitConfig) -> Result<Self> {
+        let m = params
+            .iter()
+            .map(|(_, v)| v.zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let v = m.clone();
+        Ok(Adam {
+            params,
+            m,
+            v,
+            t: 0,
+            lr,
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: cfg.eps,
+        })
+    }
+
+    fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.t += 1;
+        let sm = 1.0 / (1.0 - self.beta1.powi(self.t as i32));
+        let sv = 1.0 / (1.0 - self.beta2.powi(self.t as i32));
+        for (i, (_, var)) in self.params.iter().enumerate() {
+            let Some(g) = grads.get(var) else { continue };
+            let g = g.detach();
+            let m = ((&self.m[i] * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
+            let v = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+            let update = ((&m * sm)? / ((&v * sv)?.sqrt()? + self.eps)?)?;
+            var.set(&(var.as_tensor().detach() - (update * self.lr)?)?)?;
+            self.m[i] = m;
+            self.v[i] = v;
+        }
+        Ok(())
+    }
+}
+
+struct State {
+    masks: Vec<Var>,
+    heads: [Var; 4],
+    adam: Option<(Phase, Adam)>,
+    log: Vec<EpochRecord>,
+    history: Vec<(Vec<Tensor>, Heads)>,
+}
+
+impl State {
+    fn heads(&self) -> Heads {
+        Heads {
+            w1: self.heads[0].as_tensor().clone(),
+            b1: self.heads[1].as_tensor().clone(),
+            w2: self.heads[2].as_tensor().clone(),
+            b2: self.heads[3].as_tensor().clone(),
+        }
+    }
+
+    fn params(&self, phase: Phase) -> Vec<(String, Var)> {
+        let mut out: Vec<(String, Var)> = Vec::new();
+        if phase == Phase::Mask {
+            out.extend(
+                self.masks
+                    .iter()
+                    .enumerate()
+                    .map(|(s, v)| (format!("mask.{s}"), v.clone())),
+            );
+        }
+        out.extend(
+            HEAD_KEYS
+                .iter()
+                .zip(&self.heads)
+                .map(|(k, v)| (format!("head.{k}"), v.clone())),
+        );
+        out
+    }
+}
+
+fn normal(rng: &mut impl Rng) -> f32 {
+    // Box–Muller
+    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.random::<f64>();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+fn masks_of(state_masks: &[Tensor], n: usize) -> Result<Vec<Vec<KernelMask>>> {
+    let mut out = vec![Vec::with_capacity(state_masks.len()); n];
+    for t in state_masks {
+        let rows = t.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+        for (c, row) in rows.into_iter().enumerate() {
+            out[c].push(row.into_iter().map(|v| v > 0.0).collect());
+        }
+    }
+    Ok(out)
+}
+
+fn mean_kernels(analysis: &cnn_models::Analysis, bin: &[Tensor]) -> Result<f64> {
+    // Σ over physical convs of the popcount of the site mask, averaged over modules
+    let per_site: Vec<f64> = bin
+        .iter()
+        .map(|t| Ok(t.sum_all()?.to_scalar::<f32>()? as f64))
+        .collect::<Result<_>>()?;
+    let n = bin.first().map_or(1, |t| t.dims()[0]) as f64;
+    Ok(analysis.convs.iter().map(|c| per_site[c.site]).sum::<f64>() / n)
+}
+
+fn fingerprint(data: &TrainData<'_>) -> String {
+    let mut bytes = Vec::new();
+    for i in data
+        .train
+        .iter()
+        .chain([usize::MAX].iter())
+        .chain(data.val.iter())
+    {
+        bytes.extend_from_slice(&(*i as u64).to_le_bytes());
+    }
+    bytes.extend_from_slice(data.set.name.as_bytes());
+    bytes.extend_from_slice(
+        serde_json::to_string(&data.format)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    sha256_hex(&bytes)
+}
+
+/// SHA-256 of a model's tensors (serialised as safetensors), to tie checkpoints to one model.
+pub fn model_fingerprint(model: &Model) -> Result<String> {
+    Ok(sha256_hex(&cnn_models::weights::safetensors_bytes(
+        model.tensors(),
+        &[],
+    )?))
+}
+
+/// Composed validation accuracy and mean kernel count with binary masks `bin` (one `[N, C]`
+/// tensor per site on the model's device).
+fn evaluate(
+    model: &Model,
+    heads: &Heads,
+    bin: &[Tensor],
+    data: &TrainData<'_>,
+    batch: usize,
+) -> Result<(f64, f64)> {
+    let n = heads.modules();
+    let (mut correct, mut total) = (0usize, 0usize);
+    for chunk in data.val.chunks(batch) {
+        let (x, _) = cnn_data::to_tensor(data.set, chunk, &data.format, None, model.device())?;
+        let xr = x.repeat((n, 1, 1, 1))?;
+        let (logits, _) = model.forward(
+            &xr,
+            ForwardOptions {
+                masks: Some(bin),
+                ..Default::default()
+            },
+        )?;
+        let y = heads.forward(&logits.detach())?.to_device(&Device::Cpu)?;
+        let preds = argmax_rows(&y.flatten_all()?.to_vec1::<f32>()?, n);
+        correct += chunk
+            .iter()
+            .zip(&preds)
+            .filter(|(&i, &p)| data.set.labels[i] as u32 == p)
+            .count();
+        total += chunk.len();
+    }
+    Ok((
+        correct as f64 / total.max(1) as f64,
+        mean_kernels(model.analysis(), bin)?,
+    ))
+}
+
+/// The model's own validation accuracy acc_M (evaluation mode, no masks).
+pub fn model_accuracy(model: &Model, data: &TrainData<'_>, batch: usize) -> Result<f64> {
+    let n = model.spec().num_classes;
+    let logits = cnn_models::predict(model, data.set, &data.val, &data.format, batch)?;
+    let preds = argmax_rows(&logits, n);
+    let correct = data
+        .val
+        .iter()
+        .zip(&preds)
+        .filter(|(&i, &p)| data.set.labels[i] as u32 == p)
+        .count();
+    Ok(correct as f64 / data.val.len().max(1) as f64)
+}
+
+/// Run GradSplitter on `model` (it is not changed: a frozen copy is used).
+///
+/// Trains on `data.train` (never augmented), validates on `data.val` after every epoch and
+/// returns the epoch chosen by [`choose_epoch`]. With `checkpoint_dir` the state is written
+/// after every epoch; with `resume` a run continues from it and ends bit-for-bit where an
+/// uninterrupted run would (a checkpoint made with another config, model or data is an error).
+pub fn grad_split(
+    model: &Model,
+    data: &TrainData<'_>,
+    cfg: &GradSplitConfig,
+    checkpoint_dir: Option<&Path>,
+    resume: bool,
+    on_event: &mut dyn FnMut(&GradSplitEvent),
+) -> Result<GradSplitResult> {
+    cfg.validate()?;
+    let n = model.spec().num_classes;
+    if data.train.is_empty() || data.val.is_empty() {
+        return Err(GradSplitError::Invalid(
+            "GradSplitter needs non-empty training and validation parts".into(),
+        ));
+    }
+    if let Some(&i) = data
+        .train
+        .iter()
+        .chain(&data.val)
+        .find(|&&i| i >= data.set.len() || data.set.labels[i] as usize >= n)
+    {
+        return Err(GradSplitError::Invalid(format!(
+            "image {i} is out of range or has a label ≥ the model's {n} classes"
+        )));
+    }
+    let mut frozen = model.clone();
+    frozen.freeze()?;
+    let model = &frozen;
+    let device = model.device().clone();
+    let analysis = model.analysis();
+    let k_tot = analysis.total_kernels();
+    let schedule = cfg.schedule();
+
+    // initial state: heads first, then (for normal init) masks, from the splitter stream
+    let mut rng = seeded(cfg.seed, Stream::Splitter);
+    let heads0 = Heads::init(n, n, cfg.head_hidden, &mut rng, &device)?;
+    let mut masks = Vec::new();
+    for site in &analysis.sites {
+        let len = n * site.channels;
+        let v: Vec<f32> = match cfg.mask_init {
+            MaskInit::Ones => vec![1.0; len],
+            MaskInit::Zeros => vec![0.0; len],
+            MaskInit::Normal => (0..len).map(|_| normal(&mut rng)).collect(),
+        };
+        masks.push(Var::from_tensor(&Tensor::from_vec(
+            v,
+            (n, site.channels),
+            &Device::Cpu,
+        )?)?);
+    }
+    let heads = [
+        Var::from_tensor(&heads0.w1)?,
+        Var::from_tensor(&heads0.b1)?,
+        Var::from_tensor(&heads0.w2)?,
+        Var::from_tensor(&heads0.b2)?,
+    ];
+    let mut st = State {
+        masks,
+        heads,
+        adam: None,
+        log: Vec::new(),
+        history: Vec::new(),
+    };
+
+    let model_sha = model_fingerprint(model)?;
+    let fp = fingerprint(data);
+    let mut start = 0;
+    let mut resumed_after = None;
+    if resume {
+        let dir = checkpoint_dir
+            .ok_or_else(|| GradSplitError::Invalid("resume needs a checkpoint directory".into()))?;
+        if let Some(done) = load_checkpoint(dir, &mut st, cfg, &model_sha, &fp, &device)? {
+            start = done;
+            resumed_after = Some(done);
+            tracing::info!(
+                epochs_done = done,
+                "resumed GradSplitter from {}",
+                dir.display()
+            );
+        }
+    }
+    let acc_m = model_accuracy(model, data, cfg.eval_batch)?;
+    tracing::info!(model_accuracy = acc_m, "GradSplitter starts");
+    on_event(&GradSplitEvent::Started {
+        epochs: schedule.len(),
+        model_accuracy: acc_m,
+        resumed_after,
+    });
+
+    for (epoch, &phase) in schedule.iter().enumerate().skip(start) {
+        let started = Instant::now();
+        let (lr, lambda) = cfg.phase_params(phase);
+        if st.adam.as_ref().map(|(p, _)| *p) != Some(phase) {
+            st.adam = Some((phase, Adam::new(st.params(phase), lr, cfg)?));
+        }
+        let batches = Batches::new(
+            data.set,
+            data.train.clone(),
+            cfg.batch_size,
+            data.format.clone(),
+            None,
+            true,
+            epoch_rng(cfg.seed, Stream::Splitter, epoch),
+            device.clone(),
+        );
+        on_event(&GradSplitEvent::EpochStart {
+            epoch: epoch + 1,
+            epochs: schedule.len(),
+            phase,
+            batches: batches.len(),
+        });
+        let (mut loss_sum, mut seen) = (0f64, 0usize);
+        for (b, batch) in batches.enumerate() {
+            let (x, y) = batch?;
+            let bsz = x.dim(0)?;
+            let xr = x.repeat((n, 1, 1, 1))?;
+            let train_masks = phase == Phase::Mask;
+            let mts: Vec<Tensor> = st
+                .masks
+                .iter()
+                .map(|m| {
+                    let b = if train_masks {
+                        binarize(m.as_tensor())?
+                    } else {
+                        binarize_detached(m.as_tensor())?
+                    };
+                    b.to_device(&device)
+                })
+                .collect::<candle_core::Result<_>>()?;
+            let (logits, _) = model.forward(
+                &xr,
+                ForwardOptions {
+                    masks: Some(&mts),
+                    ..Default::default()
+                },
+            )?;
+            let scores = st.heads().forward(&logits)?;
+            let mut loss = ce_on_scores(&scores, &y)?;
+            if train_masks && lambda != 0.0 {
+                // one binariser use per physical conv, so each is clipped on its own (spec §5.2)
+                let mut k = Tensor::zeros((), DType::F32, &Device::Cpu)?;
+                for c in &analysis.convs {
+                    k = (k + binarize(st.masks[c.site].as_tensor())?.sum_all()?)?;
+                }
+                let k = (k * (lambda / (n * k_tot) as f64))?.to_device(&device)?;
+                loss = (loss + k)?;
+            }
+            let value = loss.to_scalar::<f32>()?;
+            if !value.is_finite() {
+                return Err(GradSplitError::NonFiniteLoss {
+                    epoch: epoch + 1,
+                    batch: b + 1,
+                    value,
+                });
+            }
+            let grads = loss.backward()?;
+            if let Some((_, adam)) = st.adam.as_mut() {
+                adam.step(&grads)?;
+            }
+            loss_sum += value as f64 * bsz as f64;
+            seen += bsz;
+            on_event(&GradSplitEvent::Batch {
+                batch: b + 1,
+                loss: value,
+            });
+        }
+        let bin: Vec<Tensor> = st
+            .masks
+            .iter()
+            .map(|m| binarize_detached(m.as_tensor())?.to_device(&device))
+            .collect::<candle_core::Result<_>>()?;
+        let heads = st.heads().snapshot(&device)?;
+        let (acc, mk) = evaluate(model, &heads, &bin, data, cfg.eval_batch)?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            phase,
+            train_loss: loss_sum / seen.max(1) as f64,
+            val_accuracy: acc,
+            mean_kernels: mk,
+            mean_krr: mk / k_tot as f64,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            epoch = record.epoch,
+            phase = ?phase,
+            loss = record.train_loss,
+            val_acc = record.val_accuracy,
+            mean_krr = record.mean_krr,
+            "GradSplitter epoch done"
+        );
+        let bin_cpu: Vec<Tensor> = bin
+            .iter()
+            .map(|t| t.to_device(&Device::Cpu))
+            .collect::<candle_core::Result<_>>()?;
+        st.history.push((bin_cpu, heads));
+        st.log.push(record.clone());
+        if let Some(dir) = checkpoint_dir {
+            save_checkpoint(dir, &st, cfg, &model_sha, &fp, epoch + 1, acc_m)?;
+        }
+        on_event(&GradSplitEvent::EpochEnd(record));
+    }
+    let chosen = choose_epoch(&st.log, acc_m, cfg.tolerance)
+        .ok_or_else(|| GradSplitError::Invalid("the search ran no epoch".into()))?;
+    let rec = &st.log[chosen];
+    on_event(&GradSplitEvent::Chosen {
+        epoch: rec.epoch,
+        val_accuracy: rec.val_accuracy,
+        mean_kernels: rec.mean_kernels,
+    });
+    tracing::info!(
+        epoch = rec.epoch,
+        val_acc = rec.val_accuracy,
+        mean_kernels = rec.mean_kernels,
+        "GradSplitter chose its epoch"
+    );
+    let (bin, heads) = &st.history[chosen];
+    Ok(GradSplitResult {
+        chosen_epoch: rec.epoch,
+        masks: masks_of(bin, n)?,
+        heads: heads.clone(),
+        log: st.log.clone(),
+        model_accuracy: acc_m,
+        total_kernels: k_tot,
+        resumed_after,
+    })
+}
+
+const CHECKPOINT_FORMAT: &str = "cnnsplit-gradsplit-checkpoint";
+const CHECKPOINT_VERSION: u32 = 1;
+/// File name of the checkpoint tensors.
+pub const CHECKPOINT_TENSORS: &str = "gradsplit.safetensors";
+/// File name of the checkpoint metadata.
+pub const CHECKPOINT_META: &str = "gradsplit.json";
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointMeta {
+    format: String,
+    format_version: u32,
+    config: GradSplitConfig,
+    model_sha256: String,
+    data_fingerprint: String,
+    epochs_done: usize,
+    model_accuracy: f64,
+    log: Vec<EpochRecord>,
+    adam_phase: Option<Phase>,
+    adam_step: usize,
+    adam_params: Vec<String>,
+    tensors_sha256: String,
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    st: &State,
+    cfg: &GradSplitConfig,
+    model_sha: &str,
+    fp: &str,
+    done: usize,
+    acc_m: f64,
+) -> Result<()> {
+    let mut all: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (s, m) in st.masks.iter().enumerate() {
+        all.insert(format!("mask.{s}"), m.as_tensor().clone());
+    }
+    for (k, v) in HEAD_KEYS.iter().zip(&st.heads) {
+        all.insert(format!("head.{k}"), v.as_tensor().clone());
+    }
+    let (adam_phase, adam_step, adam_params) = match &st.adam {
+        Some((phase, adam)) => {
+            for (i, (name, _)) in adam.params.iter().enumerate() {
+                all.insert(format!("adam.m.{name}"), adam.m[i].clone());
+                all.insert(format!("adam.v.{name}"), adam.v[i].clone());
+            }
+            (
+                Some(*phase),
+                adam.t,
+                adam.params.iter().map(|(n, _)| n.clone()).collect(),
+            )
+        }
+        None => (None, 0, vec![]),
+    };
+    for (e, (bin, heads)) in st.history.iter().enumerate() {
+        for (s, t) in bin.iter().enumerate() {
+            all.insert(format!("epoch{e}.mask.{s}"), t.clone());
+        }
+        for (k, t) in HEAD_KEYS.iter().zip(heads.tensors()) {
+            all.insert(format!("epoch{e}.head.{k}"), t.clone());
+        }
+    }
+    let bytes = cnn_models::weights::safetensors_bytes(&all, &[])?;
+    let meta = CheckpointMeta {
+        format: CHECKPOINT_FORMAT.into(),
+        format_version: CHECKPOINT_VERSION,
+        config: cfg.clone(),
+        model_sha256: model_sha.into(),
+        data_fingerprint: fp.into(),
+        epochs_done: done,
+        model_accuracy: acc_m,
+        log: st.log.clone(),
+        adam_phase,
+        adam_step,
+        adam_params,
+        tensors_sha256: sha256_hex(&bytes),
+    };
+    atomic_write(&dir.join(CHECKPOINT_TENSORS), &bytes)?;
+    let json =
+        serde_json::to_vec_pretty(&meta).map_err(|e| GradSplitError::Invalid(e.to_string()))?;
+    atomic_write(&dir.join(CHECKPOINT_META), &json)?;
+    Ok(())
+}
+
+/// The fields in which two configs differ, as `name: old → new`.
+pub fn config_differences(old: &GradSplitConfig, new: &GradSplitConfig) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return vec!["config".into()];
+    };
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "{k}: {v} → {}",
+                b.get(k).unwrap_or(&serde_json::Value::Null)
+            )
+        })
+        .collect()
+}
+
+fn load_checkpoint(
+    dir: &Path,
+    st: &mut State,
+    cfg: &GradSplitConfig,
+    model_sha: &str,
+    fp: &str,
+    device: &Device,
+) -> Result<Option<usize>> {
+    let meta_path = dir.join(CHECKPOINT_META);
+    if !meta_path.exists() {
+        tracing::warn!(
+            "no GradSplitter checkpoint in {}: starting from scratch",
+            dir.display()
+        );
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&meta_path).map_err(|e| GradSplitError::Io {
+        path: meta_path.clone(),
+        source: e,
+    })?;
+    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| {
+        GradSplitError::bad(&meta_path, format!("not a GradSplitter checkpoint: {e}"))
+    })?;
+    if meta.format != CHECKPOINT_FORMAT || meta.format_version != CHECKPOINT_VERSION {
+        return Err(GradSplitError::bad(
+            &meta_path,
+            format!("checkpoint format {} v{}; this build reads {CHECKPOINT_FORMAT} v{CHECKPOINT_VERSION}", meta.format, meta.format_version),
+        ));
+    }
+    if meta.config != *cfg {
+        return Err(GradSplitError::ConfigChanged {
+            path: meta_path,
+            differences: config_differences(&meta.config, cfg).join(", "),
+        });
+    }
+    if meta.model_sha256 != model_sha {
+        return Err(GradSplitError::bad(
+            &meta_path,
+            "the checkpoint was made for a different model (weights differ)",
+        ));
+    }
+    if meta.data_fingerprint != fp {
+        return Err(GradSplitError::bad(
+            &meta_path,
+            "the checkpoint was made for a different dataset split",
+        ));
+    }
+    let tpath = dir.join(CHECKPOINT_TENSORS);
+    let bytes = std::fs::read(&tpath).map_err(|e| GradSplitError::Io {
+        path: tpath.clone(),
+        source: e,
+    })?;
+    if sha256_hex(&bytes) != meta.tensors_sha256 {
+        return Err(GradSplitError::bad(
+            &tpath,
+            "checkpoint tensors do not match the checkpoint JSON (SHA-256)",
+        ));
+    }
+    let map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
+    let get = |k: &str| -> Result<Tensor> {
+        map.get(k)
+            .cloned()
+            .ok_or_else(|| GradSplitError::bad(&tpath, format!("missing tensor `{k}`")))
+    };
+    for (s, m) in st.masks.iter().enumerate() {
+        m.set(&get(&format!("mask.{s}"))?)?;
+    }
+    for (k, v) in HEAD_KEYS.iter().zip(&st.heads) {
+        v.set(&get(&format!("head.{k}"))?.to_device(device)?)?;
+    }
+    st.adam = match meta.adam_phase {
+        Some(phase) => {
+            let (lr, _) = cfg.phase_params(phase);
+            let mut adam = Adam::new(st.params(phase), lr, cfg)?;
+            let names: Vec<String> = adam.params.iter().map(|(n, _)| n.clone()).collect();
+            if names != meta.adam_params {
+                return Err(GradSplitError::bad(
+                    &meta_path,
+                    "optimiser parameters do not match the phase",
+                ));
+            }
+            for (i, (name, var)) in adam.params.iter().enumerate() {
+                adam.m[i] = get(&format!("adam.m.{name}"))?.to_device(var.device())?;
+                adam.v[i] = get(&format!("adam.v.{name}"))?.to_device(var.device())?;
+            }
+            adam.t = meta.adam_step;
+            Some((phase, adam))
+        }
+        None => None,
+    };
+    st.history.clear();
+    for e in 0..meta.epochs_done {
+        let bin = (0..st.masks.len())
+            .map(|s| get(&format!("epoch{e}.mask.{s}")))
+            .collect::<Result<Vec<_>>>()?;
+        let t = |k: &str| -> Result<Tensor> {
+            Ok(get(&format!("epoch{e}.head.{k}"))?.to_device(device)?)
+        };
+        let heads = Heads::from_tensors([
+            t(HEAD_KEYS[0])?,
+            t(HEAD_KEYS[1])?,
+            t(HEAD_KEYS[2])?,
+            t(HEAD_KEYS[3])?,
+        ])?;
+        st.history.push((bin, heads));
+    }
+    if meta.log.len() != meta.epochs_done {
+        return Err(GradSplitError::bad(
+            &meta_path,
+            "epoch log length does not match epochs_done",
+        ));
+    }
+    st.log = meta.log;
+    Ok(Some(meta.epochs_done))
+}

@@ -1,0 +1,292 @@
+//! End-to-end GradSplitter runs on a tiny model and a tiny learnable dataset.
+
+use candle_core::Device;
+use cnn_data::{ImageSet, ImageShape, InputFormat, Normalization};
+use cnn_models::spec::{ConvSpec, InputShape, LinearSpec};
+use cnn_models::{LayerSpec, Model, ModelSpec, TrainConfig, TrainData};
+use splitter_grad::{grad_split, GradSplitConfig, GradSplitError, GradSplitEvent, MaskInit};
+
+/// Class c images are bright in quadrant c (4 classes, 16×16 grey).
+fn quadrant_set(n_per_class: usize) -> ImageSet {
+    let (h, w) = (16, 16);
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for i in 0..n_per_class * 4 {
+        let c = i % 4;
+        for y in 0..h {
+            for x in 0..w {
+                let q = (y / 8) * 2 + x / 8;
+                let noise = ((i * 31 + y * 7 + x * 13) % 40) as u8;
+                images.push(if q == c { 200 + noise / 4 } else { noise });
+            }
+        }
+        labels.push(c as u16);
+    }
+    let names = (0..4).map(|c| format!("q{c}")).collect();
+    ImageSet::new(
+        "quadrants",
+        ImageShape {
+            channels: 1,
+            height: h,
+            width: w,
+        },
+        images,
+        labels,
+        names,
+    )
+    .unwrap()
+}
+
+fn format16() -> InputFormat {
+    InputFormat {
+        channels: 1,
+        size: 16,
+        norm: Normalization {
+            mean: vec![0.3],
+            std: vec![0.35],
+        },
+    }
+}
+
+fn conv(name: &str, out: usize) -> LayerSpec {
+    LayerSpec::Conv(ConvSpec {
+        name: format!("{name}.0"),
+        out_channels: out,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        bias: true,
+        bn: Some(format!("{name}.1")),
+        relu: true,
+    })
+}
+
+/// A tiny net with a residual pair (a shared mask site).
+fn tiny_spec() -> ModelSpec {
+    ModelSpec {
+        name: "tiny".into(),
+        input: InputShape {
+            channels: 1,
+            height: 16,
+            width: 16,
+        },
+        num_classes: 4,
+        conv_init: Default::default(),
+        layers: vec![
+            conv("conv_0", 4),
+            LayerSpec::Save { slot: "r".into() },
+            conv("conv_1", 4),
+            LayerSpec::Add { slot: "r".into() },
+            LayerSpec::MaxPool {
+                kernel: 2,
+                stride: 2,
+            },
+            conv("conv_2", 6),
+            LayerSpec::MaxPool {
+                kernel: 4,
+                stride: 4,
+            },
+            LayerSpec::Flatten,
+            LayerSpec::Linear(LinearSpec {
+                name: "fc_3".into(),
+                out_features: 4,
+                relu: false,
+            }),
+        ],
+    }
+}
+
+fn trained_model(set: &ImageSet, train: &[usize], val: &[usize]) -> Model {
+    let mut model = Model::init(tiny_spec(), 3, &Device::Cpu).unwrap();
+    let data = TrainData {
+        set,
+        train: train.to_vec(),
+        val: val.to_vec(),
+        format: format16(),
+    };
+    let cfg = TrainConfig {
+        epochs: 3,
+        batch_size: 16,
+        lr: 0.05,
+        weight_decay: 0.0,
+        lr_milestones: vec![],
+        eval_batch: 64,
+        ..Default::default()
+    };
+    cnn_models::train(&mut model, &data, &cfg, None, false, &mut |_| {}).unwrap();
+    model
+}
+
+fn setup() -> (ImageSet, Vec<usize>, Vec<usize>) {
+    let set = quadrant_set(16);
+    let train: Vec<usize> = (0..48).collect();
+    let val: Vec<usize> = (48..64).collect();
+    (set, train, val)
+}
+
+fn short_cfg() -> GradSplitConfig {
+    GradSplitConfig {
+        warmup_epochs: 1,
+        mask_epochs: 3,
+        pattern_mask: 2,
+        pattern_head: 1,
+        mask_lr: 0.05,
+        batch_size: 16,
+        eval_batch: 32,
+        mask_init: MaskInit::Normal,
+        seed: 9,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn same_seed_same_masks_and_resume_is_exact() {
+    let (set, train, val) = setup();
+    let model = trained_model(&set, &train, &val);
+    let data = TrainData {
+        set: &set,
+        train,
+        val,
+        format: format16(),
+    };
+    let cfg = short_cfg();
+    let a = grad_split(&model, &data, &cfg, None, false, &mut |_| {}).unwrap();
+    let b = grad_split(&model, &data, &cfg, None, false, &mut |_| {}).unwrap();
+    assert_eq!(a.masks, b.masks);
+    assert_eq!(a.chosen_epoch, b.chosen_epoch);
+    let losses =
+        |r: &splitter_grad::GradSplitResult| r.log.iter().map(|e| e.train_loss).collect::<Vec<_>>();
+    assert_eq!(losses(&a), losses(&b));
+    assert_eq!(a.log.len(), 4);
+    assert_eq!(a.masks.len(), 4);
+    assert_eq!(a.masks[0].len(), model.analysis().sites.len());
+
+    // interrupted after epoch 2, then resumed: bit-for-bit the same
+    let dir = tempfile::tempdir().unwrap();
+    let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        grad_split(&model, &data, &cfg, Some(dir.path()), false, &mut |e| {
+            if let GradSplitEvent::EpochStart { epoch: 3, .. } = e {
+                panic!("interrupt");
+            }
+        })
+    }));
+    assert!(interrupted.is_err());
+    let mut resumed_at = None;
+    let c = grad_split(&model, &data, &cfg, Some(dir.path()), true, &mut |e| {
+        if let GradSplitEvent::Started { resumed_after, .. } = e {
+            resumed_at = *resumed_after;
+        }
+    })
+    .unwrap();
+    assert_eq!(resumed_at, Some(2));
+    assert_eq!(c.masks, a.masks);
+    assert_eq!(losses(&c), losses(&a));
+    assert_eq!(c.chosen_epoch, a.chosen_epoch);
+    for (x, y) in a.heads.tensors().iter().zip(c.heads.tensors()) {
+        assert_eq!(
+            x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+    }
+
+    // a different config on resume names the difference
+    let other = GradSplitConfig { lambda: 0.2, ..cfg };
+    let err = grad_split(&model, &data, &other, Some(dir.path()), true, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, GradSplitError::ConfigChanged { .. }));
+    assert!(err.to_string().contains("lambda"), "{err}");
+}
+
+#[test]
+fn two_epochs_lower_the_loss_and_masks_match_extraction() {
+    let (set, train, val) = setup();
+    let model = trained_model(&set, &train, &val);
+    let data = TrainData {
+        set: &set,
+        train,
+        val,
+        format: format16(),
+    };
+    let cfg = GradSplitConfig {
+        warmup_epochs: 2,
+        mask_epochs: 0,
+        batch_size: 8,
+        eval_batch: 32,
+        ..Default::default()
+    };
+    let r = grad_split(&model, &data, &cfg, None, false, &mut |_| {}).unwrap();
+    assert_eq!(r.log.len(), 2);
+    assert!(r.log[1].train_loss < r.log[0].train_loss, "{:?}", r.log);
+    // warm-up keeps the all-ones masks
+    assert!(r.masks.iter().flatten().flatten().all(|b| *b));
+    assert_eq!(
+        r.log[0].mean_kernels,
+        model.analysis().total_kernels() as f64
+    );
+    let floor = (std::f64::consts::E + 3.0).ln() - 1.0;
+    assert!(r.log.iter().all(|e| e.train_loss >= floor - 1e-6));
+}
+
+#[test]
+fn module_round_trip_and_parent_check() {
+    let (set, train, val) = setup();
+    let model = trained_model(&set, &train, &val);
+    let data = TrainData {
+        set: &set,
+        train,
+        val: val.clone(),
+        format: format16(),
+    };
+    let r = grad_split(&model, &data, &short_cfg(), None, false, &mut |_| {}).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (x, _) = cnn_data::to_tensor(&set, &val, &format16(), None, &Device::Cpu).unwrap();
+    for c in 0..4 {
+        let m = splitter_grad::build_module(
+            &model,
+            "abc123",
+            &r.masks[c],
+            r.heads.module(c).unwrap(),
+            c,
+            &format!("q{c}"),
+            format16(),
+            None,
+        )
+        .unwrap();
+        // the module's score equals the batched search forward's column c
+        let s = m.score(&x).unwrap();
+        let masks = cnn_models::extract::mask_tensors(&r.masks[c], &Device::Cpu).unwrap();
+        let logits = model
+            .forward(
+                &x,
+                cnn_models::ForwardOptions {
+                    masks: Some(&masks),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .0;
+        let want = r.heads.module(c).unwrap().score(&logits).unwrap();
+        let d = (&s - &want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5);
+        assert_eq!(m.meta.kernels, r.kernels(model.analysis(), c));
+        let sub = dir.path().join(format!("m{c}"));
+        splitter_grad::save_module(&sub, &m).unwrap();
+        let back = splitter_grad::load_module(&sub, Some("abc123"), &Device::Cpu).unwrap();
+        assert_eq!(
+            back.score(&x).unwrap().to_vec1::<f32>().unwrap(),
+            s.to_vec1::<f32>().unwrap(),
+            "reloaded module gives other scores"
+        );
+        assert_eq!(back.meta.retained, m.meta.retained);
+        let err = splitter_grad::load_module(&sub, Some("def456"), &Device::Cpu).unwrap_err();
+        assert!(
+            matches!(err, GradSplitError::ParentMismatch { .. }),
+            "{err}"
+        );
+    }
+}
