@@ -1,6 +1,7 @@
 //! `cargo xtask`: project tasks that are not part of the `cnnsplit` tool itself —
 //! dataset bundling and verification, and benchmarks against the PyTorch peer.
 
+mod bench;
 mod datasets;
 
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ enum Command {
     /// Dataset tasks.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// Time a training step or an evaluation forward, optionally next to the PyTorch peer.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,6 +60,7 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench(a) => bench::bench(a)?,
         Command::Datasets(DatasetsCommand::Bundle {
             from,
             out,

@@ -234,10 +234,10 @@ pub struct DemoArgs {
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
     /// Training epochs.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 5)]
     pub epochs: usize,
     /// GradSplitter epochs after its warm-up (the demo uses a short schedule).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 4)]
     pub split_epochs: usize,
     /// Training images the GradSplitter demo run uses.
     #[arg(long, default_value_t = 2048)]

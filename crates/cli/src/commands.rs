@@ -597,16 +597,16 @@ fn demo(g: &Global, a: DemoArgs) -> Result<()> {
         method: Method::Grad,
         dataset: None,
         out: modules_dir.clone(),
-        warmup_epochs: 1,
+        warmup_epochs: 2,
         epochs: a.split_epochs,
-        pattern_mask: 2,
+        pattern_mask: 3,
         pattern_head: 1,
         lambda: 0.1,
         tolerance: 0.01,
         mask_init: MaskInitChoice::Ones,
         warmup_lr: 0.01,
-        mask_lr: 0.01,
-        head_lr: 0.001,
+        mask_lr: 0.05,
+        head_lr: 0.005,
         batch_size: 64,
         seed: a.seed,
         limit: Some(a.split_images),
@@ -614,7 +614,7 @@ fn demo(g: &Global, a: DemoArgs) -> Result<()> {
     };
     let record = crate::modules::decompose_model(g, &dargs)?;
     let modules = crate::modules::load_modules(
-        &[modules_dir.clone()],
+        std::slice::from_ref(&modules_dir),
         Some(record["model_sha256"].as_str().unwrap_or("")),
         g,
     )?;

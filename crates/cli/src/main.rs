@@ -8,7 +8,22 @@ mod progress;
 
 use clap::Parser;
 
+/// Keep freed memory in the process: the training and splitting loops allocate and free the
+/// same large activation buffers every step, and glibc's default of returning them to the OS
+/// turns each step into page faults (measured: BatchNorm backward 33 ms → 12 ms, max-pool
+/// backward 17 ms → 3 ms at SimCNN width 0.25, batch 64).
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters; it is called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 fn main() {
+    keep_freed_memory();
     let cli = args::Cli::parse();
     progress::init_logging(cli.global.verbose, cli.global.quiet);
     if let Err(err) = commands::run(cli) {

@@ -59,6 +59,10 @@ pub struct ForwardOptions<'a> {
     /// Kernel masks, one tensor per mask site of shape `[G, C_site]`; the batch is G groups of
     /// equal size and group g uses row g. Applied to each conv's post-activation output.
     pub masks: Option<&'a [Tensor]>,
+    /// Kernel masks per physical conv (same shapes as `masks`, indexed by conv), taking
+    /// precedence over `masks`: convs that share a site can then use separate binariser
+    /// outputs, so a straight-through backward is clipped per use (spec §5.2).
+    pub conv_masks: Option<&'a [Tensor]>,
 }
 
 struct Walk<'a, 'o> {
@@ -197,6 +201,15 @@ impl Model {
                 inp.channels, inp.height, inp.width
             )));
         }
+        if let Some(masks) = opts.conv_masks {
+            if masks.len() != self.analysis.convs.len() {
+                return Err(ModelError::Mismatch(format!(
+                    "{} conv masks given, the model has {} convs",
+                    masks.len(),
+                    self.analysis.convs.len()
+                )));
+            }
+        }
         if let Some(masks) = opts.masks {
             if masks.len() != self.analysis.sites.len() {
                 return Err(ModelError::Mismatch(format!(
@@ -266,7 +279,10 @@ impl<'a> Walk<'a, '_> {
                         None
                     };
                     let mut y = ops::conv2d(ops, &x, w, b, c.stride, c.padding)?;
-                    let mask = self.opts.masks.map(|m| &m[info.site]);
+                    let mask = match self.opts.conv_masks {
+                        Some(cm) => Some(&cm[info.index]),
+                        None => self.opts.masks.map(|m| &m[info.site]),
+                    };
                     if let Some(bn) = &c.bn {
                         let gamma = self.t(&format!("{bn}.weight"))?;
                         let beta = self.t(&format!("{bn}.bias"))?;

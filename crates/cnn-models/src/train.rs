@@ -130,6 +130,38 @@ pub enum TrainEvent {
     EpochEnd(EpochRecord),
 }
 
+/// One SGD step as PyTorch's `torch.optim.SGD` does it (no dampening, no Nesterov):
+/// d = g + wd·w; v ← μ·v + d (v = d on the first step); w ← w − lr·v. Gradients are
+/// detached first, so no step's graph is kept alive by the momentum buffers.
+pub fn sgd_step(
+    vars: &[(String, Var)],
+    grads: &candle_core::backprop::GradStore,
+    momentum_buffers: &mut BTreeMap<String, Tensor>,
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
+) -> Result<()> {
+    for (key, var) in vars {
+        let Some(g) = grads.get(var) else { continue };
+        let g = g.detach();
+        let w = var.as_tensor().detach();
+        let d = if weight_decay != 0.0 {
+            (g + (&w * weight_decay)?)?
+        } else {
+            g
+        };
+        let v = match momentum_buffers.get(key) {
+            Some(v) if momentum != 0.0 => ((v * momentum)? + d)?,
+            _ => d,
+        };
+        var.set(&(w - (&v * lr)?)?)?;
+        if momentum != 0.0 {
+            momentum_buffers.insert(key.clone(), v);
+        }
+    }
+    Ok(())
+}
+
 const CHECKPOINT_FORMAT: &str = "cnnsplit-train-checkpoint";
 const CHECKPOINT_VERSION: u32 = 1;
 
@@ -243,7 +275,7 @@ pub fn train(
             let opts = ForwardOptions {
                 train: true,
                 dropout_rng: Some(&mut dropout_rng),
-                masks: None,
+                ..Default::default()
             };
             let (logits, bn_updates) = model.forward(&x, opts)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
@@ -256,24 +288,14 @@ pub fn train(
                 });
             }
             let grads = loss.backward()?;
-            for (key, var) in &vars {
-                let Some(g) = grads.get(var) else { continue };
-                let g = g.detach();
-                let w = var.as_tensor().detach();
-                let d = if cfg.weight_decay != 0.0 {
-                    (g + (&w * cfg.weight_decay)?)?
-                } else {
-                    g
-                };
-                let v = match state.momentum.get(key) {
-                    Some(v) if cfg.momentum != 0.0 => ((v * cfg.momentum)? + d)?,
-                    _ => d,
-                };
-                var.set(&(w - (&v * lr)?)?)?;
-                if cfg.momentum != 0.0 {
-                    state.momentum.insert(key.clone(), v);
-                }
-            }
+            sgd_step(
+                &vars,
+                &grads,
+                &mut state.momentum,
+                lr,
+                cfg.momentum,
+                cfg.weight_decay,
+            )?;
             model.apply_bn_updates(bn_updates);
             let preds = logits.detach().argmax(1)?.to_vec1::<u32>()?;
             let labels = y.to_vec1::<u32>()?;

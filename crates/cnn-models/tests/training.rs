@@ -219,6 +219,15 @@ fn a_diverging_run_stops_with_epoch_and_batch() {
     );
 }
 
+fn seeded_input(n: usize, seed: u64) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let v: Vec<f32> = (0..n * 3 * 32 * 32)
+        .map(|_| rng.random_range(-2.0f32..2.0))
+        .collect();
+    Tensor::from_vec(v, (n, 3, 32, 32), &Device::Cpu).unwrap()
+}
+
 fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
@@ -229,7 +238,7 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn fast_and_candle_ops_agree_in_forward_and_training() {
     let dev = Device::Cpu;
-    for name in ["simcnn", "rescnn", "incecnn", "rescnn-cs"] {
+    for name in ["simcnn", "rescnn", "incecnn", "simcnn-cs", "rescnn-cs"] {
         let spec = presets::by_name(name, 0.125, 3, 10).unwrap();
         let mut fast = Model::init(spec.clone(), 4, &dev).unwrap();
         let mut slow = fast.clone();
@@ -251,7 +260,12 @@ fn fast_and_candle_ops_agree_in_forward_and_training() {
             .to_vec1()
             .unwrap();
         assert!(max_rel_diff(&a, &b) < 1e-4, "{name} eval");
-        // gradients of a training-mode loss
+        // Gradients of the loss. Training-mode BatchNorm is ill-conditioned on a dead channel
+        // (constant input: its normalised values are rounding noise times 1/√eps, and ReLU
+        // decisions on that noise legitimately differ between implementations), so the BN
+        // models are compared with running statistics here (cpu-ops' own tests compare
+        // training-mode BN op by op) and the CS models, without BN, in training mode.
+        let train = spec.analyse().unwrap().batch_norms.is_empty();
         let y = Tensor::new(&[0u32, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 5], &dev).unwrap();
         let mut grads = Vec::new();
         for m in [&mut fast, &mut slow] {
@@ -260,7 +274,7 @@ fn fast_and_candle_ops_agree_in_forward_and_training() {
                 .forward(
                     &x,
                     ForwardOptions {
-                        train: true,
+                        train,
                         ..Default::default()
                     },
                 )

@@ -5,6 +5,14 @@
 
 use candle_core::{Result, Tensor};
 
+/// ReLU with PyTorch's derivative: 0 at exactly 0. candle's own `relu` passes the gradient at
+/// 0 (its backward uses `x >= 0`), which differs from the fast ops and from PyTorch whenever a
+/// pre-activation is exactly 0 — e.g. a BatchNorm channel whose input is constant (a dead
+/// channel) normalises to exactly β = 0, and the 1/√eps factor then amplifies the difference.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    x.mul(&x.gt(0.0)?.to_dtype(x.dtype())?)
+}
+
 fn per_channel(t: &Tensor) -> Result<Tensor> {
     t.reshape((1, (), 1, 1))
 }
@@ -61,7 +69,7 @@ pub fn batch_norm_train(
         .broadcast_div(&(&var + eps)?.sqrt()?)?
         .broadcast_mul(&per_channel(gamma)?)?
         .broadcast_add(&per_channel(beta)?)?;
-    let y = if relu { y.relu()? } else { y };
+    let y = if relu { self::relu(&y)? } else { y };
     Ok((y, mean.flatten_all()?.detach(), var.flatten_all()?.detach()))
 }
 
@@ -81,7 +89,7 @@ pub fn batch_norm_eval(
         .broadcast_mul(&per_channel(gamma)?)?
         .broadcast_add(&per_channel(beta)?)?;
     if relu {
-        y.relu()
+        self::relu(&y)
     } else {
         Ok(y)
     }

@@ -134,7 +134,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// The first error-free dimension check: `t` must have rank 4.
+/// The dimensions of `t`, which must have rank 4 (NCHW).
 pub(crate) fn dims4(t: &Tensor, what: &str) -> Result<(usize, usize, usize, usize)> {
     match t.dims() {
         &[a, b, c, d] => Ok((a, b, c, d)),

@@ -405,14 +405,17 @@ pub fn grad_split(
             let bsz = x.dim(0)?;
             let xr = x.repeat((n, 1, 1, 1))?;
             let train_masks = phase == Phase::Mask;
-            let mts: Vec<Tensor> = st
-                .masks
+            // one binariser use per physical conv (a shared ResCNN site is used twice), so
+            // each use's straight-through gradient is clipped on its own (spec §5.2)
+            let mts: Vec<Tensor> = analysis
+                .convs
                 .iter()
-                .map(|m| {
+                .map(|c| {
+                    let m = st.masks[c.site].as_tensor();
                     let b = if train_masks {
-                        binarize(m.as_tensor())?
+                        binarize(m)?
                     } else {
-                        binarize_detached(m.as_tensor())?
+                        binarize_detached(m)?
                     };
                     b.to_device(&device)
                 })
@@ -420,7 +423,7 @@ pub fn grad_split(
             let (logits, _) = model.forward(
                 &xr,
                 ForwardOptions {
-                    masks: Some(&mts),
+                    conv_masks: Some(&mts),
                     ..Default::default()
                 },
             )?;

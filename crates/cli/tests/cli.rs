@@ -1,0 +1,234 @@
+//! End-to-end tests of the `cnnsplit` binary on the bundled data.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cnnsplit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cnnsplit"))
+        .args(args)
+        .output()
+        .expect("run cnnsplit")
+}
+
+fn ok_json(args: &[&str]) -> serde_json::Value {
+    let out = cnnsplit(args);
+    assert!(
+        out.status.success(),
+        "cnnsplit {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = cnnsplit(args);
+    assert!(!out.status.success(), "cnnsplit {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for n in needles {
+        assert!(err.contains(n), "expected `{n}` in: {err}");
+    }
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn inspect_reports_the_paper_sizes() {
+    let v = ok_json(&["inspect", "--arch", "simcnn", "--width", "1", "--json"]);
+    assert_eq!(v["params"], 33_646_666);
+    assert_eq!(v["kernels"], 4224);
+    assert_eq!(v["macs"], 332_111_872u64);
+    let v = ok_json(&["inspect", "--arch", "rescnn", "--width", "0.25", "--json"]);
+    assert_eq!(v["kernels"], 1072);
+    assert_eq!(v["mask_sites"], 9);
+}
+
+#[test]
+fn train_eval_predict_decompose_compose_on_the_bundled_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    let common = ["--width", "0.0625", "--batch-size", "32", "-q", "--json"];
+    let mut args = vec![
+        "train",
+        "--arch",
+        "simcnn",
+        "--epochs",
+        "1",
+        "--limit",
+        "320",
+        "--out",
+        p(&model),
+    ];
+    args.extend(common);
+    let trained = ok_json(&args);
+    assert_eq!(trained["test_images"], 1000);
+    assert_eq!(trained["epochs"].as_array().unwrap().len(), 1);
+
+    // eval gives the same test accuracy the training run reported
+    let ev = ok_json(&["eval", "--model", p(&model), "--json", "-q"]);
+    assert_eq!(ev["evaluation"]["accuracy"], trained["test_accuracy"]);
+    assert_eq!(ev["evaluation"]["per_class"].as_array().unwrap().len(), 10);
+    let val = ok_json(&[
+        "eval",
+        "--model",
+        p(&model),
+        "--split",
+        "val",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(val["evaluation"]["samples"], 64);
+
+    // predict on an IDX file: one row of logits per image
+    let logits = tmp.path().join("logits.safetensors");
+    let idx = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../datasets/fashion-mnist-small/t10k-images-idx3-ubyte.gz"
+    );
+    let pr = ok_json(&[
+        "predict",
+        "--model",
+        p(&model),
+        "--input",
+        idx,
+        "--output",
+        p(&logits),
+        "-q",
+        "--json",
+    ]);
+    assert_eq!(pr["images"], 1000);
+    let t = candle_core::safetensors::load(&logits, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(t["logits"].dims(), &[1000, 10]);
+
+    // training into an existing model directory without --resume is refused
+    fails_with(&args, &["already holds a model"]);
+
+    // decompose with a tiny schedule, then compose and inspect a module
+    let modules = tmp.path().join("modules");
+    let rec = ok_json(&[
+        "decompose",
+        "--model",
+        p(&model),
+        "--out",
+        p(&modules),
+        "--warmup-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--limit",
+        "64",
+        "--batch-size",
+        "32",
+        "-q",
+        "--json",
+    ]);
+    assert_eq!(rec["modules"].as_array().unwrap().len(), 10);
+    let comp = ok_json(&[
+        "compose",
+        "--modules",
+        p(&modules),
+        "--model",
+        p(&model),
+        "-q",
+        "--json",
+    ]);
+    assert_eq!(comp["modules"], 10);
+    assert_eq!(comp["composed"]["samples"], 1000);
+    let m0 = ok_json(&[
+        "inspect",
+        "--module",
+        p(&modules.join("module_0")),
+        "--json",
+    ]);
+    assert_eq!(m0["class_name"], "T-shirt/top");
+    assert_eq!(m0["total_kernels"], 264);
+
+    // a module composed against another parent is refused
+    let other = tmp.path().join("other");
+    let mut args2 = vec![
+        "train",
+        "--arch",
+        "simcnn",
+        "--epochs",
+        "1",
+        "--limit",
+        "64",
+        "--seed",
+        "5",
+        "--out",
+        p(&other),
+    ];
+    args2.extend(common);
+    ok_json(&args2);
+    fails_with(
+        &[
+            "compose",
+            "--modules",
+            p(&modules),
+            "--model",
+            p(&other),
+            "-q",
+        ],
+        &["module_0"],
+    );
+    // tolerance outside [0, 1]
+    fails_with(
+        &[
+            "decompose",
+            "--model",
+            p(&model),
+            "--out",
+            p(&tmp.path().join("x")),
+            "--tolerance",
+            "2",
+        ],
+        &["--tolerance"],
+    );
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("weights.safetensors");
+    std::fs::write(&bad, b"not a safetensors file").unwrap();
+    fails_with(
+        &[
+            "import",
+            "--arch",
+            "simcnn",
+            "--width",
+            "0.25",
+            "--weights",
+            p(&bad),
+            "--out",
+            p(&tmp.path().join("m")),
+        ],
+        &["weights.safetensors", "not a valid safetensors file"],
+    );
+    fails_with(
+        &[
+            "train",
+            "--dataset",
+            "cifar10=/nonexistent/dir",
+            "--out",
+            p(&tmp.path().join("m")),
+        ],
+        &["/nonexistent/dir"],
+    );
+    fails_with(&["eval", "--model", p(tmp.path())], &["no model.json"]);
+    fails_with(
+        &[
+            "train",
+            "--arch",
+            "lenet",
+            "--out",
+            p(&tmp.path().join("m")),
+        ],
+        &["--arch lenet"],
+    );
+    let spec = tmp.path().join("spec.json");
+    std::fs::write(&spec, r#"{"name":"x","num_classes":10,"input":{"channels":3,"height":32,"width":32},"layers":[{"op":"conv","name":"c","out_channels":4,"kernel":3},{"op":"max_pool","kernel":64,"stride":2},{"op":"flatten"},{"op":"linear","name":"fc","out_features":10}]}"#).unwrap();
+    fails_with(&["inspect", "--arch", p(&spec)], &["spec.json", "layer 1"]);
+}

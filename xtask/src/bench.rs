@@ -1,0 +1,289 @@
+//! `cargo xtask bench`: time one training step or one evaluation forward of a paper
+//! architecture, with the same interface and JSON field names as
+//! `../shared/bench/torch_peer.py`, and optionally run the peer right after for a ratio.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use cnn_models::{presets, ForwardOptions, Model, OpsBackend};
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+/// What one timed iteration does.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward + cross-entropy + backward + SGD (lr 0.01, momentum 0.9, wd 1e-4).
+    TrainStep,
+    /// Evaluation-mode forward, no autograd.
+    Eval,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::TrainStep => "train-step",
+            Mode::Eval => "eval",
+        }
+    }
+}
+
+/// Arguments of `cargo xtask bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// simcnn or rescnn (the peer's two models).
+    #[arg(long, default_value = "simcnn")]
+    pub arch: String,
+    /// Width multiplier.
+    #[arg(long, default_value_t = 0.25)]
+    pub width: f64,
+    /// What to time.
+    #[arg(long, value_enum, default_value_t = Mode::TrainStep)]
+    pub mode: Mode,
+    /// Images per iteration.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Timed iterations.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Op implementations (fast CPU ops or candle's own).
+    #[arg(long, default_value = "fast")]
+    pub ops: OpsBackend,
+    /// Print one JSON object as the last stdout line.
+    #[arg(long)]
+    pub json: bool,
+    /// Also run ../shared/bench/torch_peer.py with this Python, same flags, right after.
+    #[arg(long)]
+    pub peer: Option<PathBuf>,
+    /// Path of torch_peer.py.
+    #[arg(long, default_value = "../shared/bench/torch_peer.py")]
+    pub peer_script: PathBuf,
+    /// Threads for the peer (ours uses rayon's default, one per core).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let pos = p / 100.0 * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| (kib / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// The CPU model and the vector extensions that matter for fp32 conv speed.
+pub fn cpu_info() -> Value {
+    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = text
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let mut isa = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") {
+            isa.push("avx2");
+        }
+        if is_x86_feature_detected!("fma") {
+            isa.push("fma");
+        }
+        if is_x86_feature_detected!("avx512f") {
+            isa.push("avx512f");
+        }
+    }
+    json!({"model": model, "isa": isa, "cores": std::thread::available_parallelism().map_or(1, |n| n.get())})
+}
+
+/// Time our implementation; returns the peer-shaped JSON object.
+pub fn run_ours(a: &BenchArgs) -> Result<Value> {
+    let dev = Device::Cpu;
+    let spec = match a.arch.as_str() {
+        "simcnn" => presets::simcnn(a.width, 3, 10, true),
+        "rescnn" => presets::rescnn(a.width, 3, 10, true),
+        other => bail!("--arch {other}: the peer has simcnn and rescnn"),
+    };
+    let mut model = Model::init(spec, 0, &dev)?;
+    model.set_ops(a.ops);
+    let macs = model.analysis().macs();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let n = a.warmup + a.iters;
+    let batches: Vec<(Tensor, Tensor)> = (0..n.min(4))
+        .map(|_| {
+            let x: Vec<f32> = (0..a.batch * 3 * 32 * 32)
+                .map(|_| rng.random_range(-2.0f32..2.0))
+                .collect();
+            let y: Vec<u32> = (0..a.batch).map(|_| rng.random_range(0..10u32)).collect();
+            Ok((
+                Tensor::from_vec(x, (a.batch, 3, 32, 32), &dev)?,
+                Tensor::from_vec(y, a.batch, &dev)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let vars = if a.mode == Mode::TrainStep {
+        model.trainable_vars()?
+    } else {
+        vec![]
+    };
+    let mut momentum = BTreeMap::new();
+    let mut dropout_rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let mut times = Vec::new();
+    let mut last_loss = None;
+    for it in 0..n {
+        let (x, y) = &batches[it % batches.len()];
+        let t0 = Instant::now();
+        match a.mode {
+            Mode::TrainStep => {
+                let opts = ForwardOptions {
+                    train: true,
+                    dropout_rng: Some(&mut dropout_rng),
+                    ..Default::default()
+                };
+                let (logits, updates) = model.forward(x, opts)?;
+                let loss = candle_nn::loss::cross_entropy(&logits, y)?;
+                let grads = loss.backward()?;
+                cnn_models::train::sgd_step(&vars, &grads, &mut momentum, 0.01, 0.9, 1e-4)?;
+                model.apply_bn_updates(updates);
+                last_loss = Some(loss.to_scalar::<f32>()?);
+            }
+            Mode::Eval => {
+                let y = model.forward_eval(x)?;
+                y.to_vec2::<f32>()?;
+            }
+        }
+        let dt = t0.elapsed().as_secs_f64() * 1e3;
+        if it >= a.warmup {
+            times.push(dt);
+        }
+        if !a.json {
+            eprintln!("{} iter {}/{}: {dt:.1} ms", a.mode.name(), it + 1, n);
+        }
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let median = percentile(&sorted, 50.0);
+    let work =
+        if a.mode == Mode::TrainStep { 3.0 } else { 1.0 } * 2.0 * macs as f64 * a.batch as f64
+            / 1e9;
+    Ok(json!({
+        "tool": "cnnsplit-bench",
+        "mode": a.mode.name(),
+        "config": {"arch": a.arch, "width": a.width, "batch": a.batch, "iters": a.iters, "warmup": a.warmup, "ops": a.ops},
+        "model": {"params": model.analysis().params(), "conv_kernels": model.analysis().total_kernels(),
+                  "forward_gmac_per_image": macs as f64 / 1e9},
+        "timing": {
+            "median_ms": median, "p10_ms": percentile(&sorted, 10.0), "p90_ms": percentile(&sorted, 90.0),
+            "mean_ms": times.iter().sum::<f64>() / times.len().max(1) as f64,
+            "min_ms": sorted.first().copied().unwrap_or(0.0), "max_ms": sorted.last().copied().unwrap_or(0.0),
+            "images_per_s": a.batch as f64 / (median / 1e3),
+            "approx_gflop_per_iter": work, "approx_gflops": work / (median / 1e3),
+            "last_loss": last_loss,
+        },
+        "peak_rss_mib": peak_rss_mib(),
+        "cpu": cpu_info(),
+        "threads": rayon::current_num_threads(),
+    }))
+}
+
+/// Run the PyTorch peer with the same flags; returns its JSON line.
+pub fn run_peer(a: &BenchArgs, python: &PathBuf) -> Result<Value> {
+    let out = Command::new(python)
+        .arg(&a.peer_script)
+        .args([
+            "--arch",
+            &a.arch,
+            "--width",
+            &a.width.to_string(),
+            "--mode",
+            a.mode.name(),
+        ])
+        .args([
+            "--batch",
+            &a.batch.to_string(),
+            "--iters",
+            &a.iters.to_string(),
+            "--warmup",
+            &a.warmup.to_string(),
+        ])
+        .args(["--threads", &a.threads.to_string()])
+        .output()
+        .with_context(|| format!("running {} {}", python.display(), a.peer_script.display()))?;
+    if !out.status.success() {
+        bail!("the peer failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().context("the peer printed nothing")?;
+    serde_json::from_str(line).context("the peer's last line is not JSON")
+}
+
+/// `cargo xtask bench`.
+pub fn bench(a: BenchArgs) -> Result<()> {
+    let ours = run_ours(&a)?;
+    let mut result = json!({"ours": ours});
+    if let Some(py) = &a.peer {
+        let peer = run_peer(&a, py)?;
+        let ratio = peer["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN)
+            / ours["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN);
+        if !a.json {
+            println!(
+                "{} {} width {} batch {}: ours {:.1} ms (peak RSS {} MiB), peer {:.1} ms (peak RSS {} MiB), ratio peer/ours {:.3}",
+                a.arch,
+                a.mode.name(),
+                a.width,
+                a.batch,
+                ours["timing"]["median_ms"].as_f64().unwrap_or(0.0),
+                ours["peak_rss_mib"],
+                peer["timing"]["median_ms"].as_f64().unwrap_or(0.0),
+                peer["peak_rss_mib"],
+                ratio
+            );
+        }
+        result = json!({"ours": ours, "peer": peer, "ratio_peer_over_ours": ratio});
+    } else if !a.json {
+        println!(
+            "{} {} width {} batch {}: median {:.1} ms, p10 {:.1}, p90 {:.1}, {:.1} images/s, peak RSS {} MiB",
+            a.arch,
+            a.mode.name(),
+            a.width,
+            a.batch,
+            ours["timing"]["median_ms"].as_f64().unwrap_or(0.0),
+            ours["timing"]["p10_ms"].as_f64().unwrap_or(0.0),
+            ours["timing"]["p90_ms"].as_f64().unwrap_or(0.0),
+            ours["timing"]["images_per_s"].as_f64().unwrap_or(0.0),
+            ours["peak_rss_mib"]
+        );
+    }
+    if a.json {
+        let line = if a.peer.is_some() {
+            result
+        } else {
+            ours_only(result)
+        };
+        println!("{}", serde_json::to_string(&line)?);
+    }
+    Ok(())
+}
+
+fn ours_only(mut v: Value) -> Value {
+    v["ours"].take()
+}
