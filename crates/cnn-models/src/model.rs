@@ -315,7 +315,7 @@ impl<'a> Walk<'a, '_> {
                             y = ops::batch_norm_eval(ops, &y, gamma, beta, rm, rv, BN_EPS, c.relu)?;
                         }
                     } else if c.relu {
-                        y = y.relu()?;
+                        y = cpu_ops::reference::relu(&y)?;
                     }
                     if let Some(m) = mask {
                         y = ops::channel_mask(ops, &y, m)?;
@@ -335,7 +335,7 @@ impl<'a> Walk<'a, '_> {
                         x
                     }
                 }
-                LayerSpec::Relu => x.relu()?,
+                LayerSpec::Relu => cpu_ops::reference::relu(&x)?,
                 LayerSpec::Flatten => {
                     let b = x.dim(0)?;
                     x.reshape((b, ()))?
@@ -347,7 +347,7 @@ impl<'a> Walk<'a, '_> {
                     let b = self.t(&format!("{}.bias", l.name))?;
                     let y = x.matmul(&w.t()?)?.broadcast_add(b)?;
                     if l.relu {
-                        y.relu()?
+                        cpu_ops::reference::relu(&y)?
                     } else {
                         y
                     }
