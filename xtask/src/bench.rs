@@ -239,51 +239,45 @@ pub fn run_peer(a: &BenchArgs, python: &PathBuf) -> Result<Value> {
 /// `cargo xtask bench`.
 pub fn bench(a: BenchArgs) -> Result<()> {
     let ours = run_ours(&a)?;
-    let mut result = json!({"ours": ours});
-    if let Some(py) = &a.peer {
-        let peer = run_peer(&a, py)?;
-        let ratio = peer["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN)
-            / ours["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN);
-        if !a.json {
-            println!(
-                "{} {} width {} batch {}: ours {:.1} ms (peak RSS {} MiB), peer {:.1} ms (peak RSS {} MiB), ratio peer/ours {:.3}",
-                a.arch,
-                a.mode.name(),
-                a.width,
-                a.batch,
-                ours["timing"]["median_ms"].as_f64().unwrap_or(0.0),
-                ours["peak_rss_mib"],
-                peer["timing"]["median_ms"].as_f64().unwrap_or(0.0),
-                peer["peak_rss_mib"],
-                ratio
-            );
+    let ms = |v: &Value, key: &str| v["timing"][key].as_f64().unwrap_or(f64::NAN);
+    let label = format!(
+        "{} {} width {} batch {}",
+        a.arch,
+        a.mode.name(),
+        a.width,
+        a.batch
+    );
+    let result = match &a.peer {
+        Some(py) => {
+            let peer = run_peer(&a, py)?;
+            let ratio = ms(&peer, "median_ms") / ms(&ours, "median_ms");
+            if !a.json {
+                println!(
+                    "{label}: ours {:.1} ms (peak RSS {} MiB), peer {:.1} ms (peak RSS {} MiB), ratio peer/ours {ratio:.3}",
+                    ms(&ours, "median_ms"),
+                    ours["peak_rss_mib"],
+                    ms(&peer, "median_ms"),
+                    peer["peak_rss_mib"],
+                );
+            }
+            json!({"ours": ours, "peer": peer, "ratio_peer_over_ours": ratio})
         }
-        result = json!({"ours": ours, "peer": peer, "ratio_peer_over_ours": ratio});
-    } else if !a.json {
-        println!(
-            "{} {} width {} batch {}: median {:.1} ms, p10 {:.1}, p90 {:.1}, {:.1} images/s, peak RSS {} MiB",
-            a.arch,
-            a.mode.name(),
-            a.width,
-            a.batch,
-            ours["timing"]["median_ms"].as_f64().unwrap_or(0.0),
-            ours["timing"]["p10_ms"].as_f64().unwrap_or(0.0),
-            ours["timing"]["p90_ms"].as_f64().unwrap_or(0.0),
-            ours["timing"]["images_per_s"].as_f64().unwrap_or(0.0),
-            ours["peak_rss_mib"]
-        );
-    }
+        None => {
+            if !a.json {
+                println!(
+                    "{label}: median {:.1} ms, p10 {:.1}, p90 {:.1}, {:.1} images/s, peak RSS {} MiB",
+                    ms(&ours, "median_ms"),
+                    ms(&ours, "p10_ms"),
+                    ms(&ours, "p90_ms"),
+                    ms(&ours, "images_per_s"),
+                    ours["peak_rss_mib"]
+                );
+            }
+            ours
+        }
+    };
     if a.json {
-        let line = if a.peer.is_some() {
-            result
-        } else {
-            ours_only(result)
-        };
-        println!("{}", serde_json::to_string(&line)?);
+        println!("{}", serde_json::to_string(&result)?);
     }
     Ok(())
-}
-
-fn ours_only(mut v: Value) -> Value {
-    v["ours"].take()
 }
