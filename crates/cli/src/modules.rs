@@ -187,7 +187,7 @@ pub fn decompose_model(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Valu
         modules.push(json!({
             "class": c, "name": name, "dir": dir, "kernels": module.meta.kernels, "krr": module.meta.krr,
             "params": module.meta.params, "macs": module.meta.macs, "overhead": module.meta.overhead,
-            "placeholders": module.meta.placeholders,
+            "zeroed_convs": module.meta.zeroed_convs,
         }));
     }
     let record = json!({
@@ -419,8 +419,8 @@ pub fn inspect_module(g: &Global, path: &Path) -> Result<()> {
     let an = meta.parent_spec.analyse()?;
     println!("{:<12} {:>10} {:>10}", "conv", "kept", "of");
     for (c, kept) in an.convs.iter().zip(&meta.retained) {
-        let mark = if meta.placeholders.contains(&c.index) {
-            " (empty: zero placeholder)"
+        let mark = if meta.zeroed_convs.contains(&c.index) {
+            " (empty: one zero channel)"
         } else {
             ""
         };

@@ -3,7 +3,7 @@
 //!
 //! Convs whose mask retains nothing keep one zero channel (conv weight and bias 0, BatchNorm
 //! γ = β = 0, running mean 0, running variance 1), so the extracted network stays exact; they are
-//! listed in [`ExtractInfo::placeholders`] and count 0 kernels.
+//! listed in [`ExtractInfo::zeroed_convs`] and count 0 kernels.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -15,7 +15,7 @@
 //! let masks: Vec<Vec<bool>> =
 //!     model.analysis().sites.iter().map(|s| (0..s.channels).map(|k| k % 2 == 0).collect()).collect();
 //! let (module, info) = extract_module(&model, &masks).unwrap();
-//! assert_eq!(info.kernels, module.analysis().total_kernels() - info.placeholders.len());
+//! assert_eq!(info.kernels, module.analysis().total_kernels() - info.zeroed_convs.len());
 //! let x = Tensor::randn(0f32, 1.0, (2, 3, 32, 32), &Device::Cpu).unwrap();
 //! let mt = mask_tensors(&masks, &Device::Cpu).unwrap();
 //! let opts = ForwardOptions { masks: Some(&mt), ..Default::default() };
@@ -41,8 +41,8 @@ pub struct ExtractInfo {
     /// Retained kernel indices of every physical conv, ascending (coupled convs share a list).
     pub retained: Vec<Vec<usize>>,
     /// Physical convs that retain nothing and were reduced to one zero channel.
-    pub placeholders: Vec<usize>,
-    /// Retained kernels summed over physical convs (placeholders count 0, spec §5.8).
+    pub zeroed_convs: Vec<usize>,
+    /// Retained kernels summed over physical convs (zeroed convs count 0, spec §5.8).
     pub kernels: usize,
 }
 
@@ -170,7 +170,7 @@ pub fn extract_module(model: &Model, masks: &[KernelMask]) -> Result<(Model, Ext
         .iter()
         .map(|c| site_retained[c.site].clone())
         .collect();
-    let placeholders: Vec<usize> = retained
+    let zeroed_convs: Vec<usize> = retained
         .iter()
         .enumerate()
         .filter(|(_, r)| r.is_empty())
@@ -244,7 +244,7 @@ pub fn extract_module(model: &Model, masks: &[KernelMask]) -> Result<(Model, Ext
         module,
         ExtractInfo {
             retained,
-            placeholders,
+            zeroed_convs,
             kernels,
         },
     ))
@@ -386,7 +386,7 @@ mod tests {
             d < 1e-4,
             "spec {spec_index} seed {seed}: masked vs extracted differ by {d}"
         );
-        // kernel count: module widths minus placeholders = popcount over physical convs
+        // kernel count: module widths minus zeroed convs = popcount over physical convs
         let popcount: usize = model
             .analysis()
             .convs
@@ -395,7 +395,7 @@ mod tests {
             .sum();
         assert_eq!(info.kernels, popcount);
         assert_eq!(
-            module.analysis().total_kernels() - info.placeholders.len(),
+            module.analysis().total_kernels() - info.zeroed_convs.len(),
             popcount
         );
         // coupled convs share retained sets
@@ -404,7 +404,7 @@ mod tests {
                 assert_eq!(info.retained[*c], info.retained[s.convs[0]]);
             }
         }
-        for p in &info.placeholders {
+        for p in &info.zeroed_convs {
             assert!(info.retained[*p].is_empty());
             assert_eq!(module.analysis().convs[*p].out_channels, 1);
         }
@@ -436,7 +436,7 @@ mod tests {
                 .map(|s| vec![true; s.channels])
                 .collect();
             let (module, info) = extract_module(&model, &masks).unwrap();
-            assert!(info.placeholders.is_empty());
+            assert!(info.zeroed_convs.is_empty());
             assert_eq!(info.kernels, model.analysis().total_kernels());
             assert_eq!(module.spec(), model.spec());
             assert_eq!(module.tensors().len(), model.tensors().len());
@@ -481,10 +481,10 @@ mod tests {
             vec![1, 2, 3, 5 + 2]
         );
         assert_eq!(module.analysis().convs[h].in_channels, 4);
-        // a and c are coupled and empty: both placeholders, b reads the placeholder channel
+        // a and c are coupled and empty: both zeroed, b reads the zero channel
         let ia = a.convs.iter().position(|c| c.name == "a").unwrap();
         let ic = a.convs.iter().position(|c| c.name == "c").unwrap();
-        assert!(info.placeholders.contains(&ia) && info.placeholders.contains(&ic));
+        assert!(info.zeroed_convs.contains(&ia) && info.zeroed_convs.contains(&ic));
         assert_eq!(module.analysis().convs[ia + 1].in_channels, 1);
     }
 

@@ -45,8 +45,8 @@ pub struct ModuleMeta {
     /// Retained kernel indices per physical conv of the parent.
     pub retained: Vec<Vec<usize>>,
     /// Physical convs reduced to one zero channel.
-    pub placeholders: Vec<usize>,
-    /// Retained kernels (placeholders count 0).
+    pub zeroed_convs: Vec<usize>,
+    /// Retained kernels (zeroed convs count 0).
     pub kernels: usize,
     /// Kernels of the parent K_tot.
     pub total_kernels: usize,
@@ -142,7 +142,7 @@ pub fn build_module(
         parent_spec: parent.spec().clone(),
         spec: model.spec().clone(),
         retained: info.retained,
-        placeholders: info.placeholders,
+        zeroed_convs: info.zeroed_convs,
         kernels: info.kernels,
         total_kernels: total,
         krr: info.kernels as f64 / total as f64,
