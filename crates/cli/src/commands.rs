@@ -287,17 +287,12 @@ fn eval(g: &Global, a: EvalArgs) -> Result<()> {
     let (set, indices): (&ImageSet, Vec<usize>) = match a.split {
         SplitChoice::Test => (&data.test, (0..data.test.len()).collect()),
         SplitChoice::Val | SplitChoice::Train => {
-            let split: DataSplit = meta
-                .training
-                .as_ref()
-                .and_then(|t| t.get("split"))
-                .and_then(|s| serde_json::from_value(s.clone()).ok())
-                .with_context(|| {
-                    format!(
-                        "{}: model.json records no training split",
-                        a.model.display()
-                    )
-                })?;
+            let split: DataSplit = recorded_split(&meta).with_context(|| {
+                format!(
+                    "{}: model.json records no training split",
+                    a.model.display()
+                )
+            })?;
             let (tr, va) = split.indices(&data.train, meta.seed.unwrap_or(0))?;
             (
                 &data.train,
@@ -315,6 +310,12 @@ fn eval(g: &Global, a: EvalArgs) -> Result<()> {
         print_evaluation(&ev, &meta.class_names);
     }
     Ok(())
+}
+
+/// The train/validation split a model's training run recorded in `model.json`, if any.
+pub fn recorded_split(meta: &ModelMeta) -> Option<DataSplit> {
+    let value = meta.training.as_ref()?.get("split")?;
+    serde_json::from_value(value.clone()).ok()
 }
 
 fn check_classes(meta: &ModelMeta, set: &ImageSet, model_path: &Path) -> Result<()> {

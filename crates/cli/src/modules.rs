@@ -12,7 +12,7 @@ use serde_json::json;
 use splitter_grad::{GradModule, GradSplitConfig, GradSplitEvent, MaskInit};
 
 use crate::args::*;
-use crate::commands::{device, load_data, pct, print_evaluation, print_json};
+use crate::commands::{device, load_data, pct, print_evaluation, print_json, recorded_split};
 use crate::progress::bar;
 
 /// Name of the run record a decomposition writes next to its modules.
@@ -64,15 +64,10 @@ pub fn decompose_model(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Valu
             data.train.num_classes()
         );
     }
-    let split: DataSplit = meta
-        .training
-        .as_ref()
-        .and_then(|t| t.get("split"))
-        .and_then(|s| serde_json::from_value(s.clone()).ok())
-        .unwrap_or(DataSplit::Holdout {
-            val_fraction: 0.2,
-            limit: None,
-        });
+    let split: DataSplit = recorded_split(&meta).unwrap_or(DataSplit::Holdout {
+        val_fraction: 0.2,
+        limit: None,
+    });
     let (mut train_idx, val_idx) = split.indices(&data.train, meta.seed.unwrap_or(0))?;
     if let Some(limit) = a.limit {
         train_idx.truncate(limit);

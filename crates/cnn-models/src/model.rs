@@ -201,21 +201,25 @@ impl Model {
                 inp.channels, inp.height, inp.width
             )));
         }
-        if let Some(masks) = opts.conv_masks {
-            if masks.len() != self.analysis.convs.len() {
+        let mask_counts = [
+            (
+                opts.conv_masks,
+                self.analysis.convs.len(),
+                "conv masks given, the model has",
+                "convs",
+            ),
+            (
+                opts.masks,
+                self.analysis.sites.len(),
+                "masks given, the model has",
+                "mask sites",
+            ),
+        ];
+        for (masks, expected, given, unit) in mask_counts {
+            if let Some(m) = masks.filter(|m| m.len() != expected) {
                 return Err(ModelError::Mismatch(format!(
-                    "{} conv masks given, the model has {} convs",
-                    masks.len(),
-                    self.analysis.convs.len()
-                )));
-            }
-        }
-        if let Some(masks) = opts.masks {
-            if masks.len() != self.analysis.sites.len() {
-                return Err(ModelError::Mismatch(format!(
-                    "{} masks given, the model has {} mask sites",
-                    masks.len(),
-                    self.analysis.sites.len()
+                    "{} {given} {expected} {unit}",
+                    m.len()
                 )));
             }
         }
