@@ -376,6 +376,31 @@ fn grouped_masks_equal_separate_forwards() {
             },
         )
         .unwrap();
+    // per-conv masks (a site's mask given to each of its convs) give the same outputs
+    let per_conv: Vec<Tensor> = model
+        .analysis()
+        .convs
+        .iter()
+        .map(|c| masks[c.site].clone())
+        .collect();
+    let opts = ForwardOptions {
+        conv_masks: Some(&per_conv),
+        ..Default::default()
+    };
+    let (y2, _) = model.forward(&batched, opts).unwrap();
+    let a: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = y2.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(a, b);
+    // a wrong number of per-conv masks is refused, naming both counts
+    let opts = ForwardOptions {
+        conv_masks: Some(&masks),
+        ..Default::default()
+    };
+    let err = model.forward(&batched, opts).unwrap_err().to_string();
+    assert!(
+        err.contains("9 conv masks given, the model has 12 convs"),
+        "{err}"
+    );
     for g in 0..groups {
         let m: Vec<Tensor> = masks.iter().map(|t| t.narrow(0, g, 1).unwrap()).collect();
         let (single, _) = model
