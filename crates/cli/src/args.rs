@@ -83,10 +83,14 @@ pub enum Command {
     Import(ImportArgs),
     /// Show a model's layers, output shapes, parameters, kernels and MACs.
     Inspect(InspectArgs),
-    /// Split a trained model into one module per class (GradSplitter) and save them.
-    Decompose(DecomposeArgs),
+    /// Split a trained model into one module per class (GradSplitter or CNNSplitter) and save
+    /// them.
+    Decompose(Box<DecomposeArgs>),
     /// Evaluate a composition of modules: argmax over module scores.
     Compose(ComposeArgs),
+    /// Patch a weak model with a module for one class and report the class's precision,
+    /// recall and F1 before and after.
+    Patch(PatchArgs),
     /// The main job on the bundled data: train a small SimCNN, decompose it, compose the
     /// modules, and compare.
     Demo(DemoArgs),
@@ -255,6 +259,17 @@ pub struct DemoArgs {
 pub enum Method {
     /// GradSplitter: kernel masks learned by gradient descent.
     Grad,
+    /// CNNSplitter: kernel groups chosen by a genetic algorithm.
+    Ga,
+}
+
+/// Initial population of CNNSplitter.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitChoice {
+    /// Keep ratios from the preset's lists, important groups more likely (spec §6.4).
+    Heuristic,
+    /// Every gene Bernoulli(0.5).
+    Random,
 }
 
 /// Mask initialisation of GradSplitter.
@@ -325,6 +340,130 @@ pub struct DecomposeArgs {
     /// Continue an interrupted run from OUT/checkpoint (same flags required).
     #[arg(long)]
     pub resume: bool,
+    /// CNNSplitter configuration preset (simcnn-cifar10, rescnn-cifar10, simcnn-svhn,
+    /// rescnn-svhn, simcnn-svhn5, rescnn-svhn5); default: by the model's architecture.
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub ga_preset: Option<String>,
+    /// Generations of evolution (preset: 200).
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub generations: Option<usize>,
+    /// Solutions per class (preset: 100).
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub population: Option<usize>,
+    /// Parents: the fittest solutions that breed (preset: 50).
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub parents: Option<usize>,
+    /// Solutions kept unchanged into the next generation (preset: 20).
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub keep: Option<usize>,
+    /// Mutation percentage of the genes redrawn per offspring (preset: 5 or 10).
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub mutation: Option<f64>,
+    /// α: accuracy weight of the fitness; 1 − α weighs diversity (preset: 0.9).
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub alpha: Option<f64>,
+    /// γ: accuracy target raising the accuracy weight (preset: 0.9 or 0.95).
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub gamma: Option<f64>,
+    /// Initial population.
+    #[arg(long, value_enum, help_heading = "CNNSplitter (--method ga)")]
+    pub init: Option<InitChoice>,
+    /// Keep ratios the initial population draws for sensitive gene-layers, e.g. 0.6,0.7,0.8.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        help_heading = "CNNSplitter (--method ga)"
+    )]
+    pub sensitive_ratios: Option<Vec<f64>>,
+    /// Keep ratios the initial population draws for the other gene-layers.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        help_heading = "CNNSplitter (--method ga)"
+    )]
+    pub other_ratios: Option<Vec<f64>>,
+    /// Sensitive gene-layers, e.g. 0,1,2 (default: the layer-sensitivity rule).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        help_heading = "CNNSplitter (--method ga)"
+    )]
+    pub sensitive_layers: Option<Vec<usize>>,
+    /// Stop after this many generations without a better generation score.
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub early_stop: Option<usize>,
+    /// Divide the fitness by its weights' sum (off = the reference's weights).
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub normalise_weights: bool,
+    /// Fitness images: the first N of the model's validation part (default: all of it).
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub fitness_images: Option<usize>,
+    /// Softmax probability an image needs to count for kernel importance.
+    #[arg(
+        long,
+        default_value_t = 0.9,
+        help_heading = "CNNSplitter (--method ga)"
+    )]
+    pub confidence: f64,
+    /// Images per forward pass when scoring candidate modules.
+    #[arg(
+        long,
+        default_value_t = 256,
+        help_heading = "CNNSplitter (--method ga)"
+    )]
+    pub eval_batch: usize,
+}
+
+impl DecomposeArgs {
+    /// The arguments `cnnsplit decompose --model MODEL --out OUT` would get.
+    pub fn with_defaults(model: PathBuf, out: PathBuf) -> Self {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: DecomposeArgs,
+        }
+        let model = model.to_string_lossy().to_string();
+        let out = out.to_string_lossy().to_string();
+        Wrapper::parse_from(["decompose", "--model", &model, "--out", &out]).args
+    }
+}
+
+/// Calibration of a module's score when patching.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CalibrationChoice {
+    /// (score − min) / (max − min) with the range stored in the module file (spec §7).
+    Minmax,
+    /// The raw score.
+    None,
+}
+
+#[derive(Args, Debug)]
+pub struct PatchArgs {
+    /// The weak model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The module (from a stronger model) that patches it.
+    #[arg(long)]
+    pub module: PathBuf,
+    /// The weak model's class whose column the module replaces, by name or index (default: the
+    /// class the module recognises, found by name).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Dataset NAME[=DIR] whose test split is evaluated (default: the weak model's).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Calibration of the module's score.
+    #[arg(long, value_enum, default_value_t = CalibrationChoice::Minmax)]
+    pub calibration: CalibrationChoice,
+    /// Clip calibrated scores to [0, 1] (off = the reference's rule).
+    #[arg(long)]
+    pub clip: bool,
+    /// Save the patched model here, as a directory `predict` and `eval` accept.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Evaluation batch size.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
 }
 
 #[derive(Args, Debug)]

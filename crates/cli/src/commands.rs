@@ -24,9 +24,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => predict(&g, a),
         Command::Import(a) => import(&g, a),
         Command::Inspect(a) => inspect(&g, a),
-        Command::Decompose(a) => crate::modules::decompose(&g, a),
+        Command::Decompose(a) => crate::modules::decompose(&g, *a),
         Command::Compose(a) => crate::modules::compose(&g, a),
         Command::Demo(a) => demo(&g, a),
+        Command::Patch(a) => crate::patch::patch(&g, a),
     }
 }
 
@@ -268,12 +269,16 @@ fn train_model(g: &Global, a: &TrainArgs) -> Result<serde_json::Value> {
         "best_val_accuracy": report.best_val_accuracy,
         "test_accuracy": test.accuracy,
         "test_images": test.samples,
+        "test_per_class": test.per_class,
         "train_seconds": train_seconds,
         "weights_sha256": sha,
     }))
 }
 
 fn eval(g: &Global, a: EvalArgs) -> Result<()> {
+    if crate::patch::is_patched(&a.model) {
+        return crate::patch::eval_patched(g, &a);
+    }
     let dev = device(g.device)?;
     let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
     model.set_ops(if dev.is_cpu() {
@@ -414,6 +419,12 @@ fn predict_inputs(path: &Path, format: &InputFormat, dev: &Device) -> Result<Ten
 }
 
 fn predict(g: &Global, a: PredictArgs) -> Result<()> {
+    if crate::patch::is_patched(&a.model) {
+        let p = crate::patch::load(g, &a.model)?;
+        let x = predict_inputs(&a.input, &p.meta.input_format, p.model.device())?;
+        check_input_shape(&x, p.model.spec(), &a.input)?;
+        return crate::patch::predict_patched(g, &a, &x, &p);
+    }
     let dev = device(g.device)?;
     let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
     model.set_ops(if dev.is_cpu() {
@@ -422,21 +433,7 @@ fn predict(g: &Global, a: PredictArgs) -> Result<()> {
         cnn_models::OpsBackend::Candle
     });
     let x = predict_inputs(&a.input, &meta.input_format, &dev)?;
-    let expected = [
-        model.spec().input.channels,
-        model.spec().input.height,
-        model.spec().input.width,
-    ];
-    if x.rank() != 4 || x.dims()[1..] != expected {
-        bail!(
-            "{}: images have shape {:?}, the model expects [N, {}, {}, {}]",
-            a.input.display(),
-            x.dims(),
-            expected[0],
-            expected[1],
-            expected[2]
-        );
-    }
+    check_input_shape(&x, model.spec(), &a.input)?;
     let logits = model.predict_logits(&x, a.batch_size)?;
     let n = model.spec().num_classes;
     let values: Vec<f32> = logits.flatten_all()?.to_vec1()?;
@@ -458,6 +455,21 @@ fn predict(g: &Global, a: PredictArgs) -> Result<()> {
             "wrote logits of {} images to {}",
             preds.len(),
             a.output.display()
+        );
+    }
+    Ok(())
+}
+
+fn check_input_shape(x: &Tensor, spec: &cnn_models::ModelSpec, input: &Path) -> Result<()> {
+    let expected = [spec.input.channels, spec.input.height, spec.input.width];
+    if x.rank() != 4 || x.dims()[1..] != expected {
+        bail!(
+            "{}: images have shape {:?}, the model expects [N, {}, {}, {}]",
+            input.display(),
+            x.dims(),
+            expected[0],
+            expected[1],
+            expected[2]
         );
     }
     Ok(())
@@ -562,7 +574,7 @@ fn demo(g: &Global, a: DemoArgs) -> Result<()> {
     }
     if !g.quiet {
         eprintln!(
-            "cnnsplit demo on the bundled Fashion-MNIST subset ({}):\n  1. train a SimCNN (width {})\n  2. split it into 10 class modules with GradSplitter (short schedule)\n  3. compose the modules and compare with the model",
+            "cnnsplit demo on the bundled Fashion-MNIST subset ({}):\n  1. train a SimCNN (width {})\n  2. split it into 10 class modules with GradSplitter (short schedule)\n  3. compose the modules and compare with the model\n  4. train a weak model and patch its weakest class with a module",
             cnn_data::bundled_dataset_dir().display(),
             a.width
         );
@@ -594,24 +606,15 @@ fn demo(g: &Global, a: DemoArgs) -> Result<()> {
     let train_seconds = started.elapsed().as_secs_f64();
     let modules_dir = out.join("modules");
     let dargs = DecomposeArgs {
-        model: model_dir.clone(),
-        method: Method::Grad,
-        dataset: None,
-        out: modules_dir.clone(),
         warmup_epochs: 2,
         epochs: a.split_epochs,
         pattern_mask: 3,
         pattern_head: 1,
-        lambda: 0.1,
-        tolerance: 0.01,
-        mask_init: MaskInitChoice::Ones,
-        warmup_lr: 0.01,
         mask_lr: 0.05,
         head_lr: 0.005,
-        batch_size: 64,
         seed: a.seed,
         limit: Some(a.split_images),
-        resume: false,
+        ..DecomposeArgs::with_defaults(model_dir.clone(), modules_dir.clone())
     };
     let record = crate::modules::decompose_model(g, &dargs)?;
     let modules = crate::modules::load_modules(
@@ -626,12 +629,45 @@ fn demo(g: &Global, a: DemoArgs) -> Result<()> {
     let labels: Vec<u32> = data.test.labels.iter().map(|&l| l as u32).collect();
     let composed = Evaluation::new(&labels, &preds, modules.len());
     let model_acc = report["test_accuracy"].as_f64().unwrap_or(0.0);
-    let seconds = started.elapsed().as_secs_f64();
     let kernels: Vec<u64> = modules.iter().map(|m| m.meta.kernels as u64).collect();
     let mean_krr = modules.iter().map(|m| m.meta.krr).sum::<f64>() / modules.len().max(1) as f64;
+    // 4. a weak model (narrower, one epoch on a fifth of the images), patched on its weakest class
+    let weak_dir = out.join("weak-model");
+    let weak_args = TrainArgs {
+        arch: ArchArgs {
+            arch: "simcnn".into(),
+            width: a.width / 4.0,
+        },
+        epochs: 1,
+        limit: Some(1200),
+        out: weak_dir.clone(),
+        ..targs
+    };
+    let weak_report = train_model(g, &weak_args)?;
+    let weak_f1: Vec<f64> = weak_report["test_per_class"]
+        .as_array()
+        .map(|v| v.iter().map(|c| c["f1"].as_f64().unwrap_or(0.0)).collect())
+        .unwrap_or_default();
+    let weakest = (0..weak_f1.len())
+        .min_by(|&x, &y| weak_f1[x].total_cmp(&weak_f1[y]))
+        .unwrap_or(0);
+    let patched_dir = out.join("patched");
+    let pargs = PatchArgs {
+        model: weak_dir.clone(),
+        module: modules_dir.join(format!("module_{weakest}")),
+        target: Some(weakest.to_string()),
+        dataset: None,
+        calibration: CalibrationChoice::Minmax,
+        clip: false,
+        out: Some(patched_dir.clone()),
+        batch_size: 256,
+    };
+    let (patch_report, patch_summary) = crate::patch::patch_model(g, &pargs)?;
+    let seconds = started.elapsed().as_secs_f64();
     let summary = json!({
         "model": report, "decomposition": record, "composed_test_accuracy": composed.accuracy,
-        "module_kernels": kernels, "mean_krr": mean_krr, "train_seconds": train_seconds, "total_seconds": seconds,
+        "module_kernels": kernels, "mean_krr": mean_krr, "train_seconds": train_seconds,
+        "weak_model": weak_report, "patch": patch_summary, "total_seconds": seconds,
     });
     atomic_write(
         &out.join("demo.json"),
@@ -673,6 +709,21 @@ fn demo(g: &Global, a: DemoArgs) -> Result<()> {
             pct(composed.accuracy),
             composed.samples,
             100.0 * (composed.accuracy - model_acc)
+        );
+        println!(
+            "weak model   {} (SimCNN width {}, 1 epoch on 1,200 images): test accuracy {}",
+            weak_dir.display(),
+            a.width / 4.0,
+            pct(weak_report["test_accuracy"].as_f64().unwrap_or(0.0))
+        );
+        crate::patch::print_patch_report(
+            &patch_report,
+            patch_summary["target_class"].as_str().unwrap_or(""),
+            "the bundled data",
+        );
+        println!(
+            "patched      {} (runs with eval and predict)",
+            patched_dir.display()
         );
         println!("time         {seconds:.0} s in all");
         println!(

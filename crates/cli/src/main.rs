@@ -3,7 +3,9 @@
 
 mod args;
 mod commands;
+mod ga;
 mod modules;
+mod patch;
 mod progress;
 
 use clap::Parser;

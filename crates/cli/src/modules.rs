@@ -7,9 +7,11 @@ use anyhow::{bail, Context, Result};
 use cnn_data::ImageSet;
 use cnn_models::files::atomic_write;
 use cnn_models::metrics::{argmax_rows, Evaluation};
+use cnn_models::module::{build_module, load_module, module_dir, read_module_meta, save_module};
 use cnn_models::train::DataSplit;
+use cnn_models::{Module, ModuleSource};
 use serde_json::json;
-use splitter_grad::{GradModule, GradSplitConfig, GradSplitEvent, MaskInit};
+use splitter_grad::{GradSplitConfig, GradSplitEvent, MaskInit};
 
 use crate::args::*;
 use crate::commands::{device, load_data, pct, print_evaluation, print_json, recorded_split};
@@ -40,11 +42,18 @@ fn config_from(a: &DecomposeArgs) -> GradSplitConfig {
     }
 }
 
-/// Run GradSplitter on a model and save one module per class; returns the run record.
-pub fn decompose_model(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> {
-    if !(0.0..=1.0).contains(&a.tolerance) {
-        bail!("--tolerance must be within [0, 1], got {}", a.tolerance);
-    }
+/// A loaded model with its data, ready to decompose.
+pub struct Prepared {
+    pub model: cnn_models::Model,
+    pub meta: cnn_models::ModelMeta,
+    pub dspec: cnn_data::DatasetSpec,
+    pub data: cnn_data::DatasetSplits,
+    pub train_idx: Vec<usize>,
+    pub val_idx: Vec<usize>,
+}
+
+/// Load the model and its data for `decompose` and check the output directory.
+pub fn prepare(g: &Global, a: &DecomposeArgs) -> Result<Prepared> {
     let dev = device(g.device)?;
     let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
     model.set_ops(if dev.is_cpu() {
@@ -78,6 +87,37 @@ pub fn decompose_model(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Valu
             a.out.display()
         );
     }
+    Ok(Prepared {
+        model,
+        meta,
+        dspec,
+        data,
+        train_idx,
+        val_idx,
+    })
+}
+
+/// Decompose a model by `--method` and save one module per class; returns the run record.
+pub fn decompose_model(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> {
+    if !(0.0..=1.0).contains(&a.tolerance) {
+        bail!("--tolerance must be within [0, 1], got {}", a.tolerance);
+    }
+    match a.method {
+        Method::Grad => decompose_grad(g, a),
+        Method::Ga => crate::ga::decompose_ga(g, a),
+    }
+}
+
+/// Run GradSplitter on a model and save one module per class; returns the run record.
+fn decompose_grad(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> {
+    let Prepared {
+        model,
+        meta,
+        dspec,
+        data,
+        train_idx,
+        val_idx,
+    } = prepare(g, a)?;
     let cfg = config_from(a);
     let tdata = cnn_models::TrainData {
         set: &data.train,
@@ -167,18 +207,19 @@ pub fn decompose_model(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Valu
             "model_val_accuracy": result.model_accuracy,
             "composed_val_accuracy": result.log.iter().find(|r| r.epoch == result.chosen_epoch).map(|r| r.val_accuracy),
         });
-        let module = splitter_grad::build_module(
+        let mut module = build_module(
             &model,
             &meta.weights_sha256,
             &result.masks[c],
-            result.heads.module(c)?,
+            ModuleSource::Head(result.heads.module(c)?),
             c,
             name,
             meta.input_format.clone(),
             Some(metrics),
         )?;
+        calibrate(&mut module, &data.train, &tdata.val, 256)?;
         let dir = a.out.join(format!("module_{c}"));
-        splitter_grad::save_module(&dir, &module)?;
+        save_module(&dir, &module)?;
         modules.push(json!({
             "class": c, "name": name, "dir": dir, "kernels": module.meta.kernels, "krr": module.meta.krr,
             "params": module.meta.params, "macs": module.meta.macs, "overhead": module.meta.overhead,
@@ -220,11 +261,14 @@ pub fn decompose(g: &Global, a: DecomposeArgs) -> Result<()> {
             pct(m["overhead"].as_f64().unwrap_or(0.0))
         );
     }
+    let chosen = match a.method {
+        Method::Grad => format!("chosen epoch {}", record["chosen_epoch"]),
+        Method::Ga => format!("chosen generation {}", record["chosen_generation"]),
+    };
     println!(
-        "wrote {} modules to {} (chosen epoch {})",
+        "wrote {} modules to {} ({chosen})",
         record["modules"].as_array().map_or(0, Vec::len),
         a.out.display(),
-        record["chosen_epoch"]
     );
     Ok(())
 }
@@ -233,7 +277,7 @@ pub fn decompose(g: &Global, a: DecomposeArgs) -> Result<()> {
 fn module_dirs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
-        let dir = splitter_grad::module::module_dir(p);
+        let dir = module_dir(p);
         if dir.join("module.json").exists() {
             out.push(dir);
             continue;
@@ -268,9 +312,36 @@ fn module_dirs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Measure a module's min–max calibration range (spec §7): its scores on the images of its own
+/// class among `indices` of `set`.
+pub fn calibrate(
+    module: &mut Module,
+    set: &ImageSet,
+    indices: &[usize],
+    batch: usize,
+) -> Result<()> {
+    let own: Vec<usize> = indices
+        .iter()
+        .copied()
+        .filter(|&i| set.labels[i] as usize == module.meta.class_index)
+        .collect();
+    if own.is_empty() {
+        tracing::warn!(
+            "no validation image of class {}: module has no calibration range",
+            module.meta.class_name
+        );
+        return Ok(());
+    }
+    let scores = module_scores(std::slice::from_ref(module), set, &own, batch)?;
+    let lo = scores.iter().copied().fold(f32::INFINITY, f32::min) as f64;
+    let hi = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    module.meta.calibration = Some((lo, hi));
+    Ok(())
+}
+
 /// Scores `[n, modules]` (row-major) of modules on `indices` of `set`.
 pub fn module_scores(
-    modules: &[GradModule],
+    modules: &[Module],
     set: &ImageSet,
     indices: &[usize],
     batch: usize,
@@ -296,11 +367,11 @@ pub fn load_modules(
     paths: &[PathBuf],
     parent_sha: Option<&str>,
     g: &Global,
-) -> Result<Vec<GradModule>> {
+) -> Result<Vec<Module>> {
     let dev = device(g.device)?;
-    let mut modules: Vec<GradModule> = Vec::new();
+    let mut modules: Vec<Module> = Vec::new();
     for dir in module_dirs(paths)? {
-        let mut m = splitter_grad::load_module(&dir, parent_sha, &dev)?;
+        let mut m = load_module(&dir, parent_sha, &dev)?;
         m.model.set_ops(if dev.is_cpu() {
             g.ops
         } else {
@@ -398,8 +469,8 @@ pub fn compose(g: &Global, a: ComposeArgs) -> Result<()> {
 }
 
 pub fn inspect_module(g: &Global, path: &Path) -> Result<()> {
-    let dir = splitter_grad::module::module_dir(path);
-    let meta = splitter_grad::module::read_module_meta(&dir.join("module.json"))?;
+    let dir = module_dir(path);
+    let meta = read_module_meta(&dir.join("module.json"))?;
     if g.json {
         print_json(&serde_json::to_value(&meta)?);
         return Ok(());
@@ -427,13 +498,21 @@ pub fn inspect_module(g: &Global, path: &Path) -> Result<()> {
         );
     }
     println!(
-        "kernels {} of {} (KRR {}), {} parameters, {} MACs per image ({} of the parent's, head included)",
+        "kernels {} of {} (KRR {}), {} parameters, {} MACs per image ({} of the parent's{})",
         meta.kernels,
         meta.total_kernels,
         pct(meta.krr),
         meta.params,
         meta.macs,
-        pct(meta.overhead)
+        pct(meta.overhead),
+        if meta.head_included {
+            ", head included"
+        } else {
+            "; scored by its class's logit"
+        }
     );
+    if let Some((lo, hi)) = meta.calibration {
+        println!("calibration range on its class's validation images: [{lo:.4}, {hi:.4}]");
+    }
     Ok(())
 }

@@ -189,6 +189,167 @@ fn train_eval_predict_decompose_compose_on_the_bundled_data() {
 }
 
 #[test]
+fn ga_decompose_then_patch_a_weak_model_and_run_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let strong = tmp.path().join("strong");
+    let weak = tmp.path().join("weak");
+    for (dir, arch, limit, seed) in [
+        (&strong, "simcnn-cs", "320", "0"),
+        (&weak, "simcnn", "64", "3"),
+    ] {
+        ok_json(&[
+            "train",
+            "--arch",
+            arch,
+            "--width",
+            "0.0625",
+            "--epochs",
+            "1",
+            "--limit",
+            limit,
+            "--seed",
+            seed,
+            "--batch-size",
+            "32",
+            "--out",
+            p(dir),
+            "-q",
+            "--json",
+        ]);
+    }
+    let modules = tmp.path().join("ga-modules");
+    let ga = [
+        "decompose",
+        "--method",
+        "ga",
+        "--model",
+        p(&strong),
+        "--out",
+        p(&modules),
+        "--generations",
+        "2",
+        "--population",
+        "4",
+        "--parents",
+        "2",
+        "--keep",
+        "1",
+        "--fitness-images",
+        "40",
+        "--eval-batch",
+        "64",
+        "-q",
+        "--json",
+    ];
+    let rec = ok_json(&ga);
+    assert_eq!(rec["method"], "ga");
+    assert_eq!(rec["generations"].as_array().unwrap().len(), 3);
+    assert_eq!(rec["fitness_images"], 40);
+    let mods = rec["modules"].as_array().unwrap();
+    assert_eq!(mods.len(), 10);
+    let m2 = ok_json(&[
+        "inspect",
+        "--module",
+        p(&modules.join("module_2")),
+        "--json",
+    ]);
+    assert_eq!(m2["method"], "ga");
+    assert_eq!(m2["head_included"], false);
+    assert!(
+        m2["calibration"].is_array(),
+        "GA modules carry a calibration range"
+    );
+    assert_eq!(m2["kernels"], mods[2]["kernels"]);
+    // GA modules compose like GradSplitter modules
+    let comp = ok_json(&[
+        "compose",
+        "--modules",
+        p(&modules),
+        "--model",
+        p(&strong),
+        "-q",
+        "--json",
+    ]);
+    assert_eq!(comp["composed"]["samples"], 1000);
+    // resuming with other settings is refused and names the setting
+    let mut changed = ga.to_vec();
+    changed.extend(["--mutation", "20", "--resume"]);
+    fails_with(&changed, &["different settings", "mutation_percent"]);
+
+    // patch the weak model's class 2 with the strong model's module 2, save it, run it
+    let patched = tmp.path().join("patched");
+    let rep = ok_json(&[
+        "patch",
+        "--model",
+        p(&weak),
+        "--module",
+        p(&modules.join("module_2")),
+        "--out",
+        p(&patched),
+        "-q",
+        "--json",
+    ]);
+    assert_eq!(rep["target_class"], "Pullover");
+    assert_eq!(rep["report"]["images"], 1000);
+    assert_eq!(rep["report"]["target_images"], 100);
+    let after = rep["report"]["target_after"]["recall"].as_f64().unwrap();
+    let ev = ok_json(&["eval", "--model", p(&patched), "-q", "--json"]);
+    assert_eq!(ev["patched"], true);
+    let recall2 = ev["evaluation"]["per_class"][2]["recall"].as_f64().unwrap();
+    assert!(
+        (recall2 - after).abs() < 1e-9,
+        "eval of the saved patch agrees with patch: {recall2} vs {after}"
+    );
+    let scores = tmp.path().join("scores.safetensors");
+    let idx = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../datasets/fashion-mnist-small/t10k-images-idx3-ubyte.gz"
+    );
+    let pr = ok_json(&[
+        "predict",
+        "--model",
+        p(&patched),
+        "--input",
+        idx,
+        "--output",
+        p(&scores),
+        "-q",
+        "--json",
+    ]);
+    assert_eq!(pr["patched"], true);
+    let t = candle_core::safetensors::load(&scores, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(t["scores"].dims(), &[1000, 10]);
+
+    // a target the weak model does not have
+    fails_with(
+        &[
+            "patch",
+            "--model",
+            p(&weak),
+            "--module",
+            p(&modules.join("module_2")),
+            "--target",
+            "Giraffe",
+        ],
+        &["Giraffe", "not one of the model's classes"],
+    );
+    // a module that takes another input than the weak model
+    let odd = tmp.path().join("odd-module");
+    std::fs::create_dir_all(&odd).unwrap();
+    for f in ["module.json", "module.safetensors"] {
+        std::fs::copy(modules.join("module_2").join(f), odd.join(f)).unwrap();
+    }
+    let meta = std::fs::read_to_string(odd.join("module.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    v["input_format"]["size"] = serde_json::json!(28);
+    std::fs::write(odd.join("module.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    fails_with(
+        &["patch", "--model", p(&weak), "--module", p(&odd)],
+        &["different inputs", "size 32 vs 28"],
+    );
+}
+
+#[test]
 fn bad_inputs_give_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("weights.safetensors");

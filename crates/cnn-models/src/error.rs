@@ -61,6 +61,17 @@ pub enum ModelError {
         /// Cause.
         source: std::io::Error,
     },
+    /// A module was loaded against a parent model whose weights differ from the ones it was
+    /// extracted from.
+    #[error("{path}: module was extracted from a model with SHA-256 {expected}, the given parent has {found}")]
+    ParentMismatch {
+        /// The module's JSON file.
+        path: PathBuf,
+        /// Parent hash recorded in the module.
+        expected: String,
+        /// Hash of the model given.
+        found: String,
+    },
     /// Training diverged.
     #[error("loss is {value} at epoch {epoch}, batch {batch}: training stopped (the last good checkpoint is kept)")]
     NonFiniteLoss {

@@ -63,6 +63,10 @@ pub struct ForwardOptions<'a> {
     /// precedence over `masks`: convs that share a site can then use separate binariser
     /// outputs, so a straight-through backward is clipped per use (spec §5.2).
     pub conv_masks: Option<&'a [Tensor]>,
+    /// When set, every conv's activity is pushed here in conv order: the L1 norm over H×W of
+    /// its output after activation and mask, `[B, C]` per conv (CNNSplitter's kernel
+    /// importance, spec §6.1).
+    pub activity: Option<&'a mut Vec<Tensor>>,
 }
 
 struct Walk<'a, 'o> {
@@ -265,6 +269,13 @@ impl Model {
 }
 
 impl<'a> Walk<'a, '_> {
+    fn record_activity(&mut self, y: &Tensor) -> Result<()> {
+        if let Some(activity) = self.opts.activity.as_deref_mut() {
+            activity.push(y.detach().abs()?.sum((2, 3))?);
+        }
+        Ok(())
+    }
+
     fn t(&self, key: &str) -> Result<&'a Tensor> {
         self.model.tensor(key)
     }
@@ -313,6 +324,7 @@ impl<'a> Walk<'a, '_> {
                                 y = ops::batch_norm_relu_mask_eval(
                                     ops, &y, gamma, beta, rm, rv, BN_EPS, m,
                                 )?;
+                                self.record_activity(&y)?;
                                 x = y;
                                 continue;
                             }
@@ -324,6 +336,7 @@ impl<'a> Walk<'a, '_> {
                     if let Some(m) = mask {
                         y = ops::channel_mask(ops, &y, m)?;
                     }
+                    self.record_activity(&y)?;
                     y
                 }
                 LayerSpec::MaxPool { kernel, stride } => {

@@ -53,6 +53,17 @@ pub enum ComposerError {
         /// Upper percentile.
         hi: f64,
     },
+    /// A patched-model artefact or one of its parts is unusable.
+    #[error("{path}: {message}")]
+    Artefact {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A module and a model do not fit together.
+    #[error("{0}")]
+    Incompatible(String),
     /// A hand-made calibration range is unusable.
     #[error("invalid calibration: {0}")]
     InvalidCalibration(String),

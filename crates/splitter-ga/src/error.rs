@@ -81,6 +81,28 @@ pub enum GaError {
     /// The run has no scored generation yet, so no outcome exists.
     #[error("no generation has been scored yet (generation choice starts at generation 1)")]
     NoScoredGeneration,
+    /// The model failed (forward pass, extraction, tensors).
+    #[error(transparent)]
+    Model(#[from] cnn_models::ModelError),
+    /// A tensor operation failed.
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// A checkpoint file could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A resume found a checkpoint made with different settings or data.
+    #[error("{path}: the checkpoint was made with different settings ({differences}); rerun with the same settings or without --resume")]
+    ConfigChanged {
+        /// The checkpoint file.
+        path: std::path::PathBuf,
+        /// The differing fields.
+        differences: String,
+    },
     /// (De)serialising a checkpoint failed.
     #[error("checkpoint JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -78,15 +78,24 @@
 #![deny(missing_docs)]
 
 mod config;
+mod decompose;
 mod error;
+mod evaluator;
 mod fitness;
 mod genome;
+mod importance;
 mod operators;
 mod population;
 mod run;
+mod sensitivity;
 
 pub use config::{beam_group_sizes, GaConfig, GaPreset, InitStrategy, SelectionSplit, ThetaTable};
+pub use decompose::{
+    ga_split, GaSplitConfig, GaSplitEvent, GaSplitResult, CHECKPOINT_FORMAT, PRELUDE_FILE,
+    STATE_FILE,
+};
 pub use error::{GaError, Result};
+pub use evaluator::{chromosome_masks, gene_layers_of, ModelEvaluator};
 pub use fitness::{
     accuracy_weight, composition_accuracy, diversity, evaluate_fitness, jaccard_distance,
     Composition, FitnessSettings, FitnessTable, SolutionOutput,
@@ -94,6 +103,7 @@ pub use fitness::{
 pub use genome::{
     array_split_sizes, group_count, rescnn_gene_layers, simcnn_gene_layers, GeneLayer, Genome,
 };
+pub use importance::{kernel_importance, KernelImportance};
 pub use operators::{crossover, fitness_order, mutate, mutation_count, next_population};
 pub use population::{
     heuristic_population, initial_population, kept_groups, random_population,
@@ -103,3 +113,4 @@ pub use run::{
     generation_rng, ChosenGeneration, GaOutcome, GaRun, GaState, GenerationRecord,
     PopulationEvaluator, CHECKPOINT_FORMAT_VERSION,
 };
+pub use sensitivity::{composed_masked_accuracy, layer_sensitivity, LayerSensitivity};

@@ -79,6 +79,9 @@ pub struct GenerationRecord {
     pub best_solutions: Vec<usize>,
     /// Composed accuracy of E_g on the fitness images.
     pub best_accuracy: f64,
+    /// Kernels E_g's module of each class keeps (counted per physical conv).
+    #[serde(default)]
+    pub best_kernels: Vec<usize>,
     /// Composed accuracy of E_g on the selection split (generation ≥ 1).
     pub selection_accuracy: Option<f64>,
     /// score_g = α·selection accuracy + (1 − α)·div(top composition) (generation ≥ 1).
@@ -352,6 +355,11 @@ impl GaRun {
             fitness: table.fitness.clone(),
             top: top.clone(),
             kept_compositions: table.compositions.len(),
+            best_kernels: best_solutions
+                .iter()
+                .enumerate()
+                .map(|(c, &s)| self.genome.kept_kernel_count(&self.state.populations[c][s]))
+                .collect::<Result<Vec<_>>>()?,
             best_solutions: best_solutions.clone(),
             best_accuracy,
             selection_accuracy,

@@ -24,17 +24,6 @@ pub enum GradSplitError {
         /// The differing fields, `name: checkpoint → now`.
         differences: String,
     },
-    /// A module was loaded against a parent model whose weights differ from the ones it was
-    /// extracted from.
-    #[error("{path}: module was extracted from a model with SHA-256 {expected}, the given parent has {found}")]
-    ParentMismatch {
-        /// The module's JSON file.
-        path: PathBuf,
-        /// Parent hash recorded in the module.
-        expected: String,
-        /// Hash of the model given.
-        found: String,
-    },
     /// The loss became NaN or infinite.
     #[error("loss is {value} at epoch {epoch}, batch {batch}: search stopped (the last checkpoint is kept)")]
     NonFiniteLoss {

@@ -7,8 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{GradSplitError, Result};
 
-/// Names of the four head tensors, in PyTorch's `module_head` order.
-pub const HEAD_KEYS: [&str; 4] = ["0.weight", "0.bias", "2.weight", "2.bias"];
+pub use cnn_models::module::{ModuleHead, HEAD_KEYS};
 
 /// The heads of all N modules: `w1` `[N, H, N]`, `b1` `[N, H]`, `w2` `[N, 1, H]`, `b2` `[N, 1]`.
 #[derive(Clone, Debug)]
@@ -124,43 +123,6 @@ impl Heads {
             w2: c(&self.w2)?,
             b2: c(&self.b2)?,
         })
-    }
-}
-
-/// One module's head: `w1` `[H, N]`, `b1` `[H]`, `w2` `[1, H]`, `b2` `[1]` (the
-/// `module_head.{0,2}.{weight,bias}` tensors of a module file).
-#[derive(Clone, Debug)]
-pub struct ModuleHead {
-    /// First layer weight.
-    pub w1: Tensor,
-    /// First layer bias.
-    pub b1: Tensor,
-    /// Second layer weight.
-    pub w2: Tensor,
-    /// Second layer bias.
-    pub b2: Tensor,
-}
-
-impl ModuleHead {
-    /// Scores `[B]` in (0, 1) from the module network's logits `[B, N]`.
-    pub fn score(&self, logits: &Tensor) -> Result<Tensor> {
-        let h = logits
-            .relu()?
-            .matmul(&self.w1.t()?)?
-            .broadcast_add(&self.b1)?
-            .relu()?;
-        let o = h.matmul(&self.w2.t()?)?.broadcast_add(&self.b2)?;
-        Ok(candle_nn::ops::sigmoid(&o)?.squeeze(1)?)
-    }
-
-    /// The four tensors in [`HEAD_KEYS`] order.
-    pub fn tensors(&self) -> [&Tensor; 4] {
-        [&self.w1, &self.b1, &self.w2, &self.b2]
-    }
-
-    /// Parameter count (10·N + 10 + 10 + 1 for the default hidden width).
-    pub fn params(&self) -> usize {
-        self.tensors().iter().map(|t| t.elem_count()).sum()
     }
 }
 

@@ -4,8 +4,8 @@
 //! mask site and a small head are trained by gradient descent through a binarising
 //! straight-through estimator, while the model stays frozen. The N modules run as one batched
 //! masked forward; every epoch is validated and checkpointed, and the final epoch is chosen by
-//! the rule of spec §5.7. [`build_module`] then extracts a class's module as a smaller network
-//! plus its head, saved with [`save_module`] and reloaded with [`load_module`].
+//! the rule of spec §5.7. [`cnn_models::module::build_module`] then extracts a class's module as
+//! a smaller network plus its head, in the module format both splitters share.
 //!
 //! ```
 //! use candle_core::Device;
@@ -38,8 +38,9 @@
 //! let result = grad_split(&model, &data, &cfg, None, false, &mut |_| {}).unwrap();
 //! assert_eq!(result.log.len(), 3);
 //! assert_eq!(result.masks.len(), 2); // one mask set per class
-//! let module = splitter_grad::build_module(&model, "parent-sha", &result.masks[1],
-//!     result.heads.module(1).unwrap(), 1, "bright", data.format.clone(), None).unwrap();
+//! let head = cnn_models::ModuleSource::Head(result.heads.module(1).unwrap());
+//! let module = cnn_models::module::build_module(&model, "parent-sha", &result.masks[1],
+//!     head, 1, "bright", data.format.clone(), None).unwrap();
 //! let (x, _) = cnn_data::to_tensor(&set, &[0, 1], &data.format, None, &Device::Cpu).unwrap();
 //! assert_eq!(module.score(&x).unwrap().dims(), &[2]);
 //! ```
@@ -47,13 +48,11 @@
 pub mod config;
 pub mod error;
 pub mod heads;
-pub mod module;
 pub mod search;
 pub mod ste;
 
 pub use config::{choose_epoch, EpochRecord, GradSplitConfig, MaskInit, Phase};
 pub use error::{GradSplitError, Result};
 pub use heads::{ce_on_scores, Heads, ModuleHead};
-pub use module::{build_module, load_module, module_score, save_module, GradModule, ModuleMeta};
 pub use search::{grad_split, GradSplitEvent, GradSplitResult};
 pub use ste::{binarize, binarize_detached};

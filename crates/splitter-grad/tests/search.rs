@@ -239,11 +239,11 @@ fn module_round_trip_and_parent_check() {
     let dir = tempfile::tempdir().unwrap();
     let (x, _) = cnn_data::to_tensor(&set, &val, &format16(), None, &Device::Cpu).unwrap();
     for c in 0..4 {
-        let m = splitter_grad::build_module(
+        let m = cnn_models::module::build_module(
             &model,
             "abc123",
             &r.masks[c],
-            r.heads.module(c).unwrap(),
+            cnn_models::ModuleSource::Head(r.heads.module(c).unwrap()),
             c,
             &format!("q{c}"),
             format16(),
@@ -275,17 +275,17 @@ fn module_round_trip_and_parent_check() {
         assert!(d < 1e-5);
         assert_eq!(m.meta.kernels, r.kernels(model.analysis(), c));
         let sub = dir.path().join(format!("m{c}"));
-        splitter_grad::save_module(&sub, &m).unwrap();
-        let back = splitter_grad::load_module(&sub, Some("abc123"), &Device::Cpu).unwrap();
+        cnn_models::module::save_module(&sub, &m).unwrap();
+        let back = cnn_models::module::load_module(&sub, Some("abc123"), &Device::Cpu).unwrap();
         assert_eq!(
             back.score(&x).unwrap().to_vec1::<f32>().unwrap(),
             s.to_vec1::<f32>().unwrap(),
             "reloaded module gives other scores"
         );
         assert_eq!(back.meta.retained, m.meta.retained);
-        let err = splitter_grad::load_module(&sub, Some("def456"), &Device::Cpu).unwrap_err();
+        let err = cnn_models::module::load_module(&sub, Some("def456"), &Device::Cpu).unwrap_err();
         assert!(
-            matches!(err, GradSplitError::ParentMismatch { .. }),
+            matches!(err, cnn_models::ModelError::ParentMismatch { .. }),
             "{err}"
         );
     }

@@ -1,0 +1,370 @@
+//! The whole CNNSplitter pipeline on a model (spec §6): kernel importance → layer
+//! sensitivity → one GA per class with joint fitness → the chosen generation's kernel masks.
+//! Every generation is checkpointed; a resumed run continues bit for bit.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use cnn_models::extract::KernelMask;
+use cnn_models::files::{atomic_write, sha256_hex};
+use cnn_models::Model;
+use serde::{Deserialize, Serialize};
+
+use crate::config::GaConfig;
+use crate::error::{GaError, Result};
+use crate::evaluator::{chromosome_masks, gene_layers_of, ModelEvaluator};
+use crate::genome::Genome;
+use crate::importance::{kernel_importance, KernelImportance};
+use crate::run::{GaOutcome, GaRun, GaState, GenerationRecord};
+use crate::sensitivity::{layer_sensitivity, LayerSensitivity};
+
+/// Format tag of the checkpoint's prelude file.
+pub const CHECKPOINT_FORMAT: &str = "cnnsplit-ga-checkpoint";
+/// File holding importance, sensitivity and the run's settings.
+pub const PRELUDE_FILE: &str = "ga_prelude.json";
+/// File holding the GA state after the last finished generation.
+pub const STATE_FILE: &str = "ga_state.json";
+
+/// Every number of a CNNSplitter decomposition besides the images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GaSplitConfig {
+    /// The GA's numbers; its `sensitive_layers` are replaced by the sensitivity rule unless
+    /// `sensitive_layers` below is given.
+    pub ga: GaConfig,
+    /// Softmax probability an image needs to count for kernel importance (0.9).
+    pub confidence: f64,
+    /// Keep ratios at which layer sensitivity is measured.
+    pub sensitivity_ratios: Vec<f64>,
+    /// The ratio the automatic sensitivity rule looks at (0.5).
+    pub sensitivity_ratio: f64,
+    /// Accuracy drop (absolute) at `sensitivity_ratio` that makes a layer sensitive (0.05).
+    pub sensitivity_drop: f64,
+    /// Explicit sensitive gene-layers (skips the rule, not the measurement).
+    pub sensitive_layers: Option<Vec<usize>>,
+    /// Master seed of the GA's draws.
+    pub seed: u64,
+    /// Images per forward pass.
+    pub batch_size: usize,
+}
+
+impl GaSplitConfig {
+    /// Defaults around a GA configuration: confidence 0.9, sensitivity at r = 0.5 with a 5 pp
+    /// threshold, seed 0, batch 256.
+    pub fn new(ga: GaConfig) -> Self {
+        Self {
+            ga,
+            confidence: 0.9,
+            sensitivity_ratios: vec![0.5],
+            sensitivity_ratio: 0.5,
+            sensitivity_drop: 0.05,
+            sensitive_layers: None,
+            seed: 0,
+            batch_size: 256,
+        }
+    }
+}
+
+/// Progress of a decomposition.
+#[derive(Debug)]
+pub enum GaSplitEvent<'a> {
+    /// Kernel importance was measured (or read from the checkpoint).
+    Importance(&'a KernelImportance),
+    /// Layer sensitivity was measured and the sensitive layers chosen.
+    Sensitivity {
+        /// The measurement.
+        sensitivity: &'a LayerSensitivity,
+        /// The gene-layers treated as sensitive.
+        sensitive: &'a [usize],
+    },
+    /// A generation starts.
+    GenerationStart {
+        /// Generation index.
+        generation: usize,
+        /// Last generation index.
+        last: usize,
+    },
+    /// A generation was evaluated.
+    Generation {
+        /// What was measured.
+        record: &'a GenerationRecord,
+        /// Seconds the generation took.
+        seconds: f64,
+        /// Mean kept kernels of E_g's modules.
+        mean_kernels: f64,
+        /// Last generation index.
+        last: usize,
+    },
+}
+
+/// What a decomposition found.
+#[derive(Clone, Debug)]
+pub struct GaSplitResult {
+    /// Per class, the chosen generation's kernel mask per site.
+    pub masks: Vec<Vec<KernelMask>>,
+    /// Chosen generation and history.
+    pub outcome: GaOutcome,
+    /// Kernel importance.
+    pub importance: KernelImportance,
+    /// Layer sensitivity.
+    pub sensitivity: LayerSensitivity,
+    /// Gene-layers treated as sensitive.
+    pub sensitive_layers: Vec<usize>,
+    /// Seconds per evaluated generation.
+    pub generation_seconds: Vec<f64>,
+    /// Chromosomes run through the model, and answered from the cache.
+    pub evaluations: (usize, usize),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Prelude {
+    format: String,
+    format_version: u32,
+    config: GaSplitConfig,
+    model_sha256: String,
+    data_sha256: String,
+    importance: KernelImportance,
+    sensitivity: LayerSensitivity,
+    sensitive_layers: Vec<usize>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    state: GaState,
+    generation_seconds: Vec<f64>,
+}
+
+fn data_fingerprint(x: &Tensor, labels: &[u32]) -> Result<String> {
+    let mut bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+    let v: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    bytes.extend(v.iter().flat_map(|f| f.to_le_bytes()));
+    Ok(sha256_hex(&bytes))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec(value)?;
+    atomic_write(path, &bytes)?;
+    Ok(())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| GaError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| GaError::File {
+        path: path.to_path_buf(),
+        message: format!("not a readable GA checkpoint: {e}"),
+    })
+}
+
+fn differences(a: &serde_json::Value, b: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            for (k, va) in x {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                match y.get(k) {
+                    Some(vb) => differences(va, vb, &path, out),
+                    None => out.push(format!("{path}: {va} → (absent)")),
+                }
+            }
+        }
+        _ if a != b => out.push(format!("{at}: {a} → {b}")),
+        _ => {}
+    }
+}
+
+/// Decomposes `model` with CNNSplitter on normalised fitness images `x` `[n, C, H, W]`
+/// (`labels` their classes): importance, sensitivity and generation choice use the same images,
+/// as the reference does. With `checkpoint`, the state is written there after every
+/// generation, and `resume` continues from it (same model, images and settings required).
+/// `model_sha256` identifies the model in the checkpoint.
+#[allow(clippy::too_many_arguments)]
+pub fn ga_split(
+    model: &Model,
+    model_sha256: &str,
+    x: &Tensor,
+    labels: &[u32],
+    config: &GaSplitConfig,
+    checkpoint: Option<&Path>,
+    resume: bool,
+    on_event: &mut dyn FnMut(&GaSplitEvent),
+) -> Result<GaSplitResult> {
+    let classes = model.spec().num_classes;
+    let genome = Genome::new(gene_layers_of(model.analysis()))?;
+    let data_sha256 = data_fingerprint(x, labels)?;
+    let prelude_path: Option<PathBuf> = checkpoint.map(|d| d.join(PRELUDE_FILE));
+    let state_path: Option<PathBuf> = checkpoint.map(|d| d.join(STATE_FILE));
+    if let Some(dir) = checkpoint {
+        std::fs::create_dir_all(dir).map_err(|e| GaError::File {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    }
+    let resumed: Option<Prelude> = match &prelude_path {
+        Some(p) if resume && p.exists() => {
+            let prelude: Prelude = read_json(p)?;
+            if prelude.format != CHECKPOINT_FORMAT || prelude.format_version != 1 {
+                return Err(GaError::File {
+                    path: p.clone(),
+                    message: format!(
+                        "checkpoint format {} v{} found; this build reads {CHECKPOINT_FORMAT} v1",
+                        prelude.format, prelude.format_version
+                    ),
+                });
+            }
+            let mut diffs = Vec::new();
+            differences(
+                &serde_json::to_value(&prelude.config)?,
+                &serde_json::to_value(config)?,
+                "",
+                &mut diffs,
+            );
+            if prelude.model_sha256 != model_sha256 {
+                diffs.push("model weights".into());
+            }
+            if prelude.data_sha256 != data_sha256 {
+                diffs.push("fitness images".into());
+            }
+            if !diffs.is_empty() {
+                return Err(GaError::ConfigChanged {
+                    path: p.clone(),
+                    differences: diffs.join(", "),
+                });
+            }
+            Some(prelude)
+        }
+        _ => None,
+    };
+    let (importance, sensitivity, sensitive_layers) = match resumed {
+        Some(p) => (p.importance, p.sensitivity, p.sensitive_layers),
+        None => {
+            let importance =
+                kernel_importance(model, x, labels, config.confidence, config.batch_size)?;
+            on_event(&GaSplitEvent::Importance(&importance));
+            let orders = importance.orders();
+            let sensitivity = layer_sensitivity(
+                model,
+                x,
+                labels,
+                &orders,
+                &config.sensitivity_ratios,
+                config.batch_size,
+            )?;
+            let sensitive = match &config.sensitive_layers {
+                Some(list) => list.clone(),
+                None => {
+                    sensitivity.sensitive_layers(config.sensitivity_ratio, config.sensitivity_drop)
+                }
+            };
+            if let Some(p) = &prelude_path {
+                write_json(
+                    p,
+                    &Prelude {
+                        format: CHECKPOINT_FORMAT.into(),
+                        format_version: 1,
+                        config: config.clone(),
+                        model_sha256: model_sha256.into(),
+                        data_sha256: data_sha256.clone(),
+                        importance: importance.clone(),
+                        sensitivity: sensitivity.clone(),
+                        sensitive_layers: sensitive.clone(),
+                    },
+                )?;
+                if let Some(s) = &state_path {
+                    let _ = std::fs::remove_file(s);
+                }
+            }
+            (importance, sensitivity, sensitive)
+        }
+    };
+    if resume {
+        on_event(&GaSplitEvent::Importance(&importance));
+    }
+    on_event(&GaSplitEvent::Sensitivity {
+        sensitivity: &sensitivity,
+        sensitive: &sensitive_layers,
+    });
+    let mut ga = config.ga.clone();
+    ga.sensitive_layers = sensitive_layers.clone();
+    let orders = importance.orders();
+    let saved: Option<Saved> = match &state_path {
+        Some(p) if resume && p.exists() => Some(read_json(p)?),
+        _ => None,
+    };
+    let (mut run, mut generation_seconds) = match saved {
+        Some(s) => (
+            GaRun::resume(ga.clone(), genome.clone(), s.state)?,
+            s.generation_seconds,
+        ),
+        None => {
+            let mut rng = cnn_models::seeded(config.seed, cnn_models::Stream::Genetic);
+            (
+                GaRun::new(ga.clone(), genome.clone(), classes, &mut rng)?,
+                Vec::new(),
+            )
+        }
+    };
+    let mut evaluator = ModelEvaluator::new(
+        model,
+        genome.clone(),
+        orders.clone(),
+        x.clone(),
+        labels.to_vec(),
+        config.batch_size,
+    )?;
+    while !run.is_finished() {
+        let generation = run.state().next_generation;
+        on_event(&GaSplitEvent::GenerationStart {
+            generation,
+            last: ga.generations,
+        });
+        let started = Instant::now();
+        run.step(&mut evaluator)?;
+        let seconds = started.elapsed().as_secs_f64();
+        generation_seconds.push(seconds);
+        let record = run
+            .state()
+            .history
+            .last()
+            .expect("a generation was recorded");
+        let mean_kernels = record.best_kernels.iter().sum::<usize>() as f64
+            / record.best_kernels.len().max(1) as f64;
+        on_event(&GaSplitEvent::Generation {
+            record,
+            seconds,
+            mean_kernels,
+            last: ga.generations,
+        });
+        if let Some(p) = &state_path {
+            write_json(
+                p,
+                &Saved {
+                    state: run.state().clone(),
+                    generation_seconds: generation_seconds.clone(),
+                },
+            )?;
+        }
+    }
+    let outcome = run.outcome()?;
+    let masks = outcome
+        .chosen
+        .chromosomes
+        .iter()
+        .enumerate()
+        .map(|(c, chromosome)| chromosome_masks(&genome, chromosome, &orders[c]))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(GaSplitResult {
+        masks,
+        outcome,
+        importance,
+        sensitivity,
+        sensitive_layers,
+        generation_seconds,
+        evaluations: (evaluator.evaluated, evaluator.reused),
+    })
+}
