@@ -181,7 +181,8 @@ fn differences(a: &serde_json::Value, b: &serde_json::Value, at: &str, out: &mut
 /// Decomposes `model` with CNNSplitter on normalised fitness images `x` `[n, C, H, W]`
 /// (`labels` their classes): importance, sensitivity and generation choice use the same images,
 /// as the reference does. With `checkpoint`, the state is written there after every
-/// generation, and `resume` continues from it (same model, images and settings required).
+/// generation, and `resume` continues from it (same model, images and settings required; only
+/// the number of generations may change, to stop a run early or to run it longer).
 /// `model_sha256` identifies the model in the checkpoint.
 #[allow(clippy::too_many_arguments)]
 pub fn ga_split(
@@ -224,6 +225,8 @@ pub fn ga_split(
                 "",
                 &mut diffs,
             );
+            // the generation count may change on resume (stop early or run longer)
+            diffs.retain(|d| !d.starts_with("ga.generations:"));
             if prelude.model_sha256 != model_sha256 {
                 diffs.push("model weights".into());
             }

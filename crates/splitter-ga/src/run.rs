@@ -213,9 +213,21 @@ impl GaRun {
         })
     }
 
-    /// Continues a run from a checkpointed state.
-    pub fn resume(config: GaConfig, genome: Genome, state: GaState) -> Result<Self> {
+    /// Continues a run from a checkpointed state. `config.generations` may differ from the
+    /// interrupted run's: fewer ends the run at the last evaluated generation (the best one so
+    /// far is kept), more continues an unfinished run further.
+    pub fn resume(config: GaConfig, genome: Genome, mut state: GaState) -> Result<Self> {
         config.validate(&genome)?;
+        if state.finished && state.next_generation <= config.generations {
+            return Err(GaError::CheckpointMismatch(format!(
+                "the run already finished after generation {}; it cannot be extended to {}",
+                state.next_generation.saturating_sub(1),
+                config.generations
+            )));
+        }
+        if state.next_generation > config.generations && state.chosen.is_some() {
+            state.finished = true;
+        }
         let mismatch = |msg: String| Err(GaError::CheckpointMismatch(msg));
         if state.format_version != CHECKPOINT_FORMAT_VERSION {
             return mismatch(format!("format version {}", state.format_version));

@@ -174,6 +174,30 @@ fn same_seed_same_modules_and_resume_continues_exactly() {
     assert_eq!(resumed.masks, a.masks);
     assert_eq!(resumed.outcome, a.outcome);
 
+    // a resume may stop the run early: generations 0..=1 only, nothing re-run
+    std::fs::copy(&saved, &state).unwrap();
+    let mut shorter = cfg.clone();
+    shorter.ga.generations = 1;
+    let mut ran = 0;
+    let stopped = ga_split(
+        &model,
+        "sha",
+        &x,
+        &labels,
+        &shorter,
+        Some(&dir.path().join("c")),
+        true,
+        &mut |ev| {
+            if let GaSplitEvent::Generation { .. } = ev {
+                ran += 1;
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(ran, 0);
+    assert_eq!(stopped.outcome.history.len(), 2);
+    assert_eq!(stopped.outcome.history, a.outcome.history[..2].to_vec());
+
     // a resume with other settings is refused and names the difference
     let mut other = cfg.clone();
     other.ga.mutation_percent = 10.0;
