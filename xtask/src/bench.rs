@@ -20,6 +20,9 @@ pub enum Mode {
     TrainStep,
     /// Evaluation-mode forward, no autograd.
     Eval,
+    /// One GradSplitter mask-phase step of N = 10 modules: batched masked forward of the
+    /// frozen model, heads, loss, backward to masks and heads, Adam.
+    GradsplitterStep,
 }
 
 impl Mode {
@@ -27,6 +30,7 @@ impl Mode {
         match self {
             Mode::TrainStep => "train-step",
             Mode::Eval => "eval",
+            Mode::GradsplitterStep => "gradsplitter-step",
         }
     }
 }
@@ -64,6 +68,15 @@ pub struct BenchArgs {
     /// Path of torch_peer.py.
     #[arg(long, default_value = "../shared/bench/torch_peer.py")]
     pub peer_script: PathBuf,
+    /// The peer's GradSplitter implementation (`loop`: modules one after another, its default;
+    /// `batched`: one N·B batch, as ours always runs).
+    #[arg(long)]
+    pub gs_impl: Option<String>,
+    /// Run every configuration (SimCNN and ResCNN, width 0.25 and 1.0, all three modes), write
+    /// `docs/benchmarks.json` and the table between the `bench:all` markers of
+    /// `docs/benchmarks.md`.
+    #[arg(long)]
+    pub all: bool,
     /// Threads for the peer (ours uses rayon's default, one per core).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -125,6 +138,17 @@ pub fn run_ours(a: &BenchArgs) -> Result<Value> {
     };
     let mut model = Model::init(spec, 0, &dev)?;
     model.set_ops(a.ops);
+    let mut gs_step = if a.mode == Mode::GradsplitterStep {
+        model.freeze()?;
+        let cfg = splitter_grad::GradSplitConfig {
+            lambda: 0.1,
+            mask_lr: 1e-3,
+            ..Default::default()
+        };
+        Some(splitter_grad::MaskSearchStep::new(&model, &cfg)?)
+    } else {
+        None
+    };
     let macs = model.analysis().macs();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let n = a.warmup + a.iters;
@@ -170,6 +194,10 @@ pub fn run_ours(a: &BenchArgs) -> Result<Value> {
                 let y = model.forward_eval(x)?;
                 y.to_vec2::<f32>()?;
             }
+            Mode::GradsplitterStep => {
+                let step = gs_step.as_mut().expect("built for this mode");
+                last_loss = Some(step.step(&model, x, y)?);
+            }
         }
         let dt = t0.elapsed().as_secs_f64() * 1e3;
         if it >= a.warmup {
@@ -182,9 +210,14 @@ pub fn run_ours(a: &BenchArgs) -> Result<Value> {
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
     let median = percentile(&sorted, 50.0);
-    let work =
-        if a.mode == Mode::TrainStep { 3.0 } else { 1.0 } * 2.0 * macs as f64 * a.batch as f64
-            / 1e9;
+    // a train step is ~3 forwards; a GradSplitter step runs N = 10 modules, ~2 forwards each
+    // (no weight gradients)
+    let passes = match a.mode {
+        Mode::TrainStep => 3.0,
+        Mode::Eval => 1.0,
+        Mode::GradsplitterStep => 20.0,
+    };
+    let work = passes * 2.0 * macs as f64 * a.batch as f64 / 1e9;
     Ok(json!({
         "tool": "cnnsplit-bench",
         "mode": a.mode.name(),
@@ -226,6 +259,7 @@ pub fn run_peer(a: &BenchArgs, python: &PathBuf) -> Result<Value> {
             &a.warmup.to_string(),
         ])
         .args(["--threads", &a.threads.to_string()])
+        .args(a.gs_impl.iter().flat_map(|i| ["--gs-impl", i.as_str()]))
         .output()
         .with_context(|| format!("running {} {}", python.display(), a.peer_script.display()))?;
     if !out.status.success() {
@@ -236,8 +270,106 @@ pub fn run_peer(a: &BenchArgs, python: &PathBuf) -> Result<Value> {
     serde_json::from_str(line).context("the peer's last line is not JSON")
 }
 
+fn git_commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The `--all` sweep: every configuration, ours then the peer's, written as JSON and as the
+/// Markdown table of `docs/benchmarks.md`.
+fn bench_all(a: &BenchArgs) -> Result<()> {
+    let mut rows = Vec::new();
+    let mut table = String::from(
+        "| arch | width | mode | cnnsplit | peer | ratio peer/ours | cnnsplit peak RSS | peer peak RSS |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for arch in ["simcnn", "rescnn"] {
+        for width in [0.25, 1.0] {
+            for mode in [Mode::TrainStep, Mode::Eval, Mode::GradsplitterStep] {
+                let args = BenchArgs {
+                    arch: arch.into(),
+                    width,
+                    mode,
+                    all: false,
+                    peer: a.peer.clone(),
+                    peer_script: a.peer_script.clone(),
+                    gs_impl: a.gs_impl.clone(),
+                    ..*a
+                };
+                eprintln!("== {arch} width {width} {}", mode.name());
+                let ours = run_ours(&args)?;
+                let peer = match &a.peer {
+                    Some(py) => Some(run_peer(&args, py)?),
+                    None => None,
+                };
+                let ms = |v: &Value| v["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN);
+                let ratio = peer.as_ref().map(|p| ms(p) / ms(&ours));
+                table.push_str(&format!(
+                    "| {arch} | {width} | {} | {:.1} ms | {} | {} | {:.0} MiB | {} |\n",
+                    mode.name(),
+                    ms(&ours),
+                    peer.as_ref()
+                        .map_or("-".into(), |p| format!("{:.1} ms", ms(p))),
+                    ratio.map_or("-".into(), |r| format!("**{r:.3}**")),
+                    ours["peak_rss_mib"].as_f64().unwrap_or(0.0),
+                    peer.as_ref().map_or("-".into(), |p| format!(
+                        "{:.0} MiB",
+                        p["peak_rss_mib"].as_f64().unwrap_or(0.0)
+                    )),
+                ));
+                rows.push(json!({"ours": ours, "peer": peer, "ratio_peer_over_ours": ratio}));
+            }
+        }
+    }
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let cpu = cpu_info();
+    let header = format!(
+        "Run {date}, commit {}, CPU {} ({} threads; flags {}), batch {}, median of {} timed iterations after {} warm-up ones{}.\n\n",
+        git_commit(),
+        cpu["model"].as_str().unwrap_or("?"),
+        rayon::current_num_threads(),
+        cpu["isa"],
+        a.batch,
+        a.iters,
+        a.warmup,
+        a.gs_impl.as_ref().map_or(String::new(), |g| format!(", peer GradSplitter implementation `{g}`"))
+    );
+    let doc = std::path::Path::new("docs/benchmarks.md");
+    let json_path = std::path::Path::new("docs/benchmarks.json");
+    std::fs::write(
+        json_path,
+        serde_json::to_vec_pretty(
+            &json!({"date": date, "commit": git_commit(), "cpu": cpu, "rows": rows}),
+        )?,
+    )
+    .with_context(|| format!("writing {}", json_path.display()))?;
+    let (start, end) = ("<!-- bench:all:start -->", "<!-- bench:all:end -->");
+    let text = std::fs::read_to_string(doc).unwrap_or_default();
+    let block = format!("{start}\n{header}{table}{end}");
+    let new = match (text.find(start), text.find(end)) {
+        (Some(i), Some(j)) if j > i => format!("{}{block}{}", &text[..i], &text[j + end.len()..]),
+        _ => format!("{text}\n## Full sweep (`cargo xtask bench --all`)\n\n{block}\n"),
+    };
+    std::fs::write(doc, new).with_context(|| format!("writing {}", doc.display()))?;
+    println!("{header}{table}");
+    println!("wrote {} and {}", json_path.display(), doc.display());
+    Ok(())
+}
+
 /// `cargo xtask bench`.
 pub fn bench(a: BenchArgs) -> Result<()> {
+    if a.all {
+        return bench_all(&a);
+    }
     let ours = run_ours(&a)?;
     let ms = |v: &Value, key: &str| v["timing"][key].as_f64().unwrap_or(f64::NAN);
     let label = format!(

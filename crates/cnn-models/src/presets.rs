@@ -3,7 +3,14 @@
 use crate::spec::{ConvInit, ConvSpec, InputShape, LayerSpec, LinearSpec, ModelSpec};
 
 /// Names of the presets [`by_name`] knows.
-pub const PRESET_NAMES: &[&str] = &["simcnn", "rescnn", "incecnn", "simcnn-cs", "rescnn-cs"];
+pub const PRESET_NAMES: &[&str] = &[
+    "simcnn",
+    "rescnn",
+    "incecnn",
+    "simcnn-cs",
+    "rescnn-cs",
+    "simcnn-weak",
+];
 
 /// Scale a width: max(1, round(w·c)).
 pub fn scaled(width: f64, c: usize) -> usize {
@@ -212,6 +219,33 @@ pub fn incecnn(width: f64, in_channels: usize, num_classes: usize) -> ModelSpec 
     }
 }
 
+/// SimCNNWeak, the small "simple" weak model of patching (spec §3.2): 4 × [conv 3×3 → 64·w,
+/// ReLU, max-pool 2] → flatten (64·w × 2 × 2) → FC → N, no BatchNorm (conv names `conv_{i}`).
+///
+/// ```
+/// let spec = cnn_models::presets::simcnn_weak(1.0, 3, 10);
+/// let a = spec.analyse().unwrap();
+/// assert_eq!(a.total_kernels(), 256);
+/// assert_eq!(a.params(), (64 * 27 + 64) + 3 * (64 * 576 + 64) + 256 * 10 + 10);
+/// ```
+pub fn simcnn_weak(width: f64, in_channels: usize, num_classes: usize) -> ModelSpec {
+    let c = scaled(width, 64);
+    let mut layers = Vec::new();
+    for i in 0..4 {
+        layers.push(conv(format!("conv_{i}"), None, c, 3));
+        layers.push(pool());
+    }
+    layers.push(LayerSpec::Flatten);
+    layers.push(linear("fc_4", num_classes, false));
+    ModelSpec {
+        name: "simcnn-weak".into(),
+        input: input(in_channels),
+        num_classes,
+        conv_init: ConvInit::TorchDefault,
+        layers,
+    }
+}
+
 /// A preset by name (see [`PRESET_NAMES`]).
 pub fn by_name(
     name: &str,
@@ -225,6 +259,7 @@ pub fn by_name(
         "incecnn" => incecnn(width, in_channels, num_classes),
         "simcnn-cs" => simcnn(width, in_channels, num_classes, false),
         "rescnn-cs" => rescnn(width, in_channels, num_classes, false),
+        "simcnn-weak" => simcnn_weak(width, in_channels, num_classes),
         _ => return None,
     })
 }

@@ -54,5 +54,5 @@ pub mod ste;
 pub use config::{choose_epoch, EpochRecord, GradSplitConfig, MaskInit, Phase};
 pub use error::{GradSplitError, Result};
 pub use heads::{ce_on_scores, Heads, ModuleHead};
-pub use search::{grad_split, GradSplitEvent, GradSplitResult};
+pub use search::{grad_split, GradSplitEvent, GradSplitResult, MaskSearchStep};
 pub use ste::{binarize, binarize_detached};

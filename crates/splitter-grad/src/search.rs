@@ -177,6 +177,138 @@ impl State {
     }
 }
 
+/// One optimisation step of the N modules on a batch `x` `[B, C, H, W]` with labels `y`: the
+/// batched masked forward (one binariser use per physical conv), heads, loss (plus λ·K when the
+/// masks train), backward and an Adam update. Returns the loss; a non-finite loss is returned
+/// without updating anything.
+#[allow(clippy::too_many_arguments)]
+fn batch_step(
+    model: &Model,
+    masks: &[Var],
+    heads: &[Var; 4],
+    adam: Option<&mut Adam>,
+    x: &Tensor,
+    y: &Tensor,
+    train_masks: bool,
+    lambda: f64,
+) -> Result<f32> {
+    let analysis = model.analysis();
+    let device = model.device().clone();
+    let n = model.spec().num_classes;
+    let k_tot = analysis.total_kernels();
+    let xr = x.repeat((n, 1, 1, 1))?;
+    // one binariser use per physical conv (a shared ResCNN site is used twice), so each use's
+    // straight-through gradient is clipped on its own (spec §5.2)
+    let mts: Vec<Tensor> = analysis
+        .convs
+        .iter()
+        .map(|c| {
+            let m = masks[c.site].as_tensor();
+            let b = if train_masks {
+                binarize(m)?
+            } else {
+                binarize_detached(m)?
+            };
+            b.to_device(&device)
+        })
+        .collect::<candle_core::Result<_>>()?;
+    let (logits, _) = model.forward(
+        &xr,
+        ForwardOptions {
+            conv_masks: Some(&mts),
+            ..Default::default()
+        },
+    )?;
+    let head = Heads {
+        w1: heads[0].as_tensor().clone(),
+        b1: heads[1].as_tensor().clone(),
+        w2: heads[2].as_tensor().clone(),
+        b2: heads[3].as_tensor().clone(),
+    };
+    let scores = head.forward(&logits)?;
+    let mut loss = ce_on_scores(&scores, y)?;
+    if train_masks && lambda != 0.0 {
+        let mut k = Tensor::zeros((), DType::F32, &Device::Cpu)?;
+        for c in &analysis.convs {
+            k = (k + binarize(masks[c.site].as_tensor())?.sum_all()?)?;
+        }
+        let k = (k * (lambda / (n * k_tot) as f64))?.to_device(&device)?;
+        loss = (loss + k)?;
+    }
+    let value = loss.to_scalar::<f32>()?;
+    if !value.is_finite() {
+        return Ok(value);
+    }
+    let grads = loss.backward()?;
+    if let Some(adam) = adam {
+        adam.step(&grads)?;
+    }
+    Ok(value)
+}
+
+/// A GradSplitter mask phase on its own, one batch at a time: all-ones masks, fresh heads and
+/// Adam over both, as in the middle of a search. For benchmarks (`cargo xtask bench --mode
+/// gradsplitter-step`) and for measuring the step outside a full run.
+pub struct MaskSearchStep {
+    masks: Vec<Var>,
+    heads: [Var; 4],
+    adam: Adam,
+    lambda: f64,
+}
+
+impl MaskSearchStep {
+    /// Masks of all ones, heads drawn from `cfg.seed`, an Adam at `cfg.mask_lr`.
+    pub fn new(model: &Model, cfg: &GradSplitConfig) -> Result<Self> {
+        let n = model.spec().num_classes;
+        let masks: Vec<Var> = model
+            .analysis()
+            .sites
+            .iter()
+            .map(|s| Var::ones((n, s.channels), DType::F32, &Device::Cpu))
+            .collect::<candle_core::Result<_>>()?;
+        let mut rng = cnn_models::seeded(cfg.seed, Stream::Splitter);
+        let h = Heads::init(n, n, cfg.head_hidden, &mut rng, model.device())?;
+        let heads = [
+            Var::from_tensor(&h.w1)?,
+            Var::from_tensor(&h.b1)?,
+            Var::from_tensor(&h.w2)?,
+            Var::from_tensor(&h.b2)?,
+        ];
+        let mut params: Vec<(String, Var)> = masks
+            .iter()
+            .enumerate()
+            .map(|(s, v)| (format!("mask.{s}"), v.clone()))
+            .collect();
+        params.extend(
+            HEAD_KEYS
+                .iter()
+                .zip(&heads)
+                .map(|(k, v)| (format!("head.{k}"), v.clone())),
+        );
+        let adam = Adam::new(params, cfg.mask_lr, cfg)?;
+        Ok(Self {
+            masks,
+            heads,
+            adam,
+            lambda: cfg.lambda,
+        })
+    }
+
+    /// One step on a batch; returns the loss.
+    pub fn step(&mut self, model: &Model, x: &Tensor, y: &Tensor) -> Result<f32> {
+        batch_step(
+            model,
+            &self.masks,
+            &self.heads,
+            Some(&mut self.adam),
+            x,
+            y,
+            true,
+            self.lambda,
+        )
+    }
+}
+
 fn normal(rng: &mut impl Rng) -> f32 {
     // Box–Muller
     let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
@@ -403,52 +535,22 @@ pub fn grad_split(
         for (b, batch) in batches.enumerate() {
             let (x, y) = batch?;
             let bsz = x.dim(0)?;
-            let xr = x.repeat((n, 1, 1, 1))?;
-            let train_masks = phase == Phase::Mask;
-            // one binariser use per physical conv (a shared ResCNN site is used twice), so
-            // each use's straight-through gradient is clipped on its own (spec §5.2)
-            let mts: Vec<Tensor> = analysis
-                .convs
-                .iter()
-                .map(|c| {
-                    let m = st.masks[c.site].as_tensor();
-                    let b = if train_masks {
-                        binarize(m)?
-                    } else {
-                        binarize_detached(m)?
-                    };
-                    b.to_device(&device)
-                })
-                .collect::<candle_core::Result<_>>()?;
-            let (logits, _) = model.forward(
-                &xr,
-                ForwardOptions {
-                    conv_masks: Some(&mts),
-                    ..Default::default()
-                },
+            let value = batch_step(
+                model,
+                &st.masks,
+                &st.heads,
+                st.adam.as_mut().map(|(_, a)| a),
+                &x,
+                &y,
+                phase == Phase::Mask,
+                lambda,
             )?;
-            let scores = st.heads().forward(&logits)?;
-            let mut loss = ce_on_scores(&scores, &y)?;
-            if train_masks && lambda != 0.0 {
-                // one binariser use per physical conv, so each is clipped on its own (spec §5.2)
-                let mut k = Tensor::zeros((), DType::F32, &Device::Cpu)?;
-                for c in &analysis.convs {
-                    k = (k + binarize(st.masks[c.site].as_tensor())?.sum_all()?)?;
-                }
-                let k = (k * (lambda / (n * k_tot) as f64))?.to_device(&device)?;
-                loss = (loss + k)?;
-            }
-            let value = loss.to_scalar::<f32>()?;
             if !value.is_finite() {
                 return Err(GradSplitError::NonFiniteLoss {
                     epoch: epoch + 1,
                     batch: b + 1,
                     value,
                 });
-            }
-            let grads = loss.backward()?;
-            if let Some((_, adam)) = st.adam.as_mut() {
-                adam.step(&grads)?;
             }
             loss_sum += value as f64 * bsz as f64;
             seen += bsz;
