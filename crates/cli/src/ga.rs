@@ -159,6 +159,7 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> 
         GaSplitEvent::Generation {
             record,
             seconds,
+            evaluation_seconds,
             mean_kernels,
             ..
         } => {
@@ -171,14 +172,15 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> 
                 if !quiet {
                     b.suspend(|| {
                         eprintln!(
-                            "generation {:>3}: composed acc {} (top {} / div {:.3}), score {}, mean kernels {:.1}, {:.1}s",
+                            "generation {:>3}: composed acc {} (top {} / div {:.3}), score {}, mean kernels {:.1}, {:.1}s ({:.0}% evaluating modules)",
                             record.generation,
                             pct(record.best_accuracy),
                             pct(record.top.accuracy),
                             record.top.diversity,
                             record.score.map_or("-".into(), |s| format!("{s:.4}")),
                             mean_kernels,
-                            seconds
+                            seconds,
+                            100.0 * evaluation_seconds / seconds.max(1e-9)
                         )
                     });
                 }
@@ -228,6 +230,11 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> 
             "zeroed_convs": module.meta.zeroed_convs,
         }));
     }
+    let resumed_generations = result.generation_seconds.len() - result.evaluation_seconds.len();
+    let evaluation_total: f64 = result.evaluation_seconds.iter().sum();
+    let timed_total: f64 = result.generation_seconds[resumed_generations..]
+        .iter()
+        .sum();
     let generations: Vec<serde_json::Value> = result
         .outcome
         .history
@@ -255,6 +262,8 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> 
         "sensitivity": result.sensitivity, "sensitive_layers": result.sensitive_layers,
         "generations": generations,
         "evaluated_modules": result.evaluations.0, "reused_modules": result.evaluations.1,
+        "generations_per_minute": 60.0 * result.generation_seconds.len() as f64 / result.generation_seconds.iter().sum::<f64>().max(1e-9),
+        "evaluation_fraction": (timed_total > 0.0).then(|| evaluation_total / timed_total),
         "modules": modules, "seconds": seconds,
         "crate_version": env!("CARGO_PKG_VERSION"),
     });

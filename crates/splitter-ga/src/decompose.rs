@@ -90,6 +90,8 @@ pub enum GaSplitEvent<'a> {
         record: &'a GenerationRecord,
         /// Seconds the generation took.
         seconds: f64,
+        /// Of those, seconds spent running candidate modules on the fitness images.
+        evaluation_seconds: f64,
         /// Mean kept kernels of E_g's modules.
         mean_kernels: f64,
         /// Last generation index.
@@ -110,8 +112,10 @@ pub struct GaSplitResult {
     pub sensitivity: LayerSensitivity,
     /// Gene-layers treated as sensitive.
     pub sensitive_layers: Vec<usize>,
-    /// Seconds per evaluated generation.
+    /// Seconds per evaluated generation (of this process; a resumed run keeps the earlier ones).
     pub generation_seconds: Vec<f64>,
+    /// Of those, seconds spent running candidate modules (this process's generations only).
+    pub evaluation_seconds: Vec<f64>,
     /// Chromosomes run through the model, and answered from the cache.
     pub evaluations: (usize, usize),
 }
@@ -312,6 +316,7 @@ pub fn ga_split(
             )
         }
     };
+    let mut evaluation_seconds = Vec::new();
     let mut evaluator = ModelEvaluator::new(
         model,
         genome.clone(),
@@ -327,9 +332,12 @@ pub fn ga_split(
             last: ga.generations,
         });
         let started = Instant::now();
+        let evaluating_before = evaluator.seconds;
         run.step(&mut evaluator)?;
         let seconds = started.elapsed().as_secs_f64();
+        let evaluation = evaluator.seconds - evaluating_before;
         generation_seconds.push(seconds);
+        evaluation_seconds.push(evaluation);
         let record = run
             .state()
             .history
@@ -340,6 +348,7 @@ pub fn ga_split(
         on_event(&GaSplitEvent::Generation {
             record,
             seconds,
+            evaluation_seconds: evaluation,
             mean_kernels,
             last: ga.generations,
         });
@@ -368,6 +377,7 @@ pub fn ga_split(
         sensitivity,
         sensitive_layers,
         generation_seconds,
+        evaluation_seconds,
         evaluations: (evaluator.evaluated, evaluator.reused),
     })
 }

@@ -64,6 +64,8 @@ pub struct ModelEvaluator<'m> {
     pub evaluated: usize,
     /// Chromosomes answered from the cache so far.
     pub reused: usize,
+    /// Wall-clock seconds spent evaluating so far.
+    pub seconds: f64,
 }
 
 impl<'m> ModelEvaluator<'m> {
@@ -105,6 +107,7 @@ impl<'m> ModelEvaluator<'m> {
             cache: vec![HashMap::new(); classes],
             evaluated: 0,
             reused: 0,
+            seconds: 0.0,
         })
     }
 
@@ -135,6 +138,7 @@ impl PopulationEvaluator for ModelEvaluator<'_> {
         class: usize,
         chromosomes: &[Vec<u8>],
     ) -> std::result::Result<Vec<SolutionOutput>, GaError> {
+        let started = std::time::Instant::now();
         let todo: Vec<&Vec<u8>> = {
             let mut seen = std::collections::HashSet::new();
             chromosomes
@@ -161,6 +165,7 @@ impl PopulationEvaluator for ModelEvaluator<'_> {
             out.push(o);
         }
         self.cache[class] = next;
+        self.seconds += started.elapsed().as_secs_f64();
         Ok(out)
     }
 }
