@@ -5,14 +5,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use cnn_models::files::atomic_write;
-use cnn_models::module::{build_module, save_module};
+use cnn_models::module::build_module;
 use cnn_models::ModuleSource;
 use serde_json::json;
 use splitter_ga::{GaConfig, GaPreset, GaSplitConfig, GaSplitEvent, InitStrategy};
 
 use crate::args::*;
 use crate::commands::pct;
-use crate::modules::{calibrate, prepare, Prepared, RECORD_FILE};
+use crate::modules::{calibrate, prepare, save_class_module, Prepared, RECORD_FILE};
 use crate::progress::bar;
 
 /// The GA configuration of a run: the preset (named, or by architecture), then the flags.
@@ -222,13 +222,7 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> 
             Some(metrics),
         )?;
         calibrate(&mut module, &data.train, &val_idx, a.eval_batch)?;
-        let dir = a.out.join(format!("module_{c}"));
-        save_module(&dir, &module)?;
-        modules.push(json!({
-            "class": c, "name": name, "dir": dir, "kernels": module.meta.kernels, "krr": module.meta.krr,
-            "params": module.meta.params, "macs": module.meta.macs, "overhead": module.meta.overhead,
-            "zeroed_convs": module.meta.zeroed_convs,
-        }));
+        modules.push(save_class_module(&a.out, c, &module)?);
     }
     let resumed_generations = result.generation_seconds.len() - result.evaluation_seconds.len();
     let evaluation_total: f64 = result.evaluation_seconds.iter().sum();

@@ -218,13 +218,7 @@ fn decompose_grad(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> {
             Some(metrics),
         )?;
         calibrate(&mut module, &data.train, &tdata.val, 256)?;
-        let dir = a.out.join(format!("module_{c}"));
-        save_module(&dir, &module)?;
-        modules.push(json!({
-            "class": c, "name": name, "dir": dir, "kernels": module.meta.kernels, "krr": module.meta.krr,
-            "params": module.meta.params, "macs": module.meta.macs, "overhead": module.meta.overhead,
-            "zeroed_convs": module.meta.zeroed_convs,
-        }));
+        modules.push(save_class_module(&a.out, c, &module)?);
     }
     let record = json!({
         "format": "cnnsplit-decomposition", "format_version": 1, "method": "grad",
@@ -310,6 +304,17 @@ fn module_dirs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         out.extend(found.into_iter().map(|(_, p)| p));
     }
     Ok(out)
+}
+
+/// Save module `c` as `OUT/module_<c>` and describe it for the run record.
+pub fn save_class_module(out: &Path, c: usize, module: &Module) -> Result<serde_json::Value> {
+    let dir = out.join(format!("module_{c}"));
+    save_module(&dir, module)?;
+    let m = &module.meta;
+    Ok(json!({
+        "class": c, "name": m.class_name, "dir": dir, "kernels": m.kernels, "krr": m.krr,
+        "params": m.params, "macs": m.macs, "overhead": m.overhead, "zeroed_convs": m.zeroed_convs,
+    }))
 }
 
 /// Measure a module's min–max calibration range (spec §7): its scores on the images of its own

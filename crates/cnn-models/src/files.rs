@@ -134,27 +134,39 @@ pub fn save_model(dir: &Path, model: &Model, meta: &ModelMeta) -> Result<String>
     Ok(sha)
 }
 
-/// Read and check a `model.json`.
-pub fn read_meta(path: &Path) -> Result<ModelMeta> {
+/// Read a JSON artefact file and check its `format` tag and `format_version`; `what` names
+/// the kind of file in errors ("model", "module").
+pub fn read_versioned_json(
+    path: &Path,
+    format: &str,
+    version: u32,
+    what: &str,
+) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| ModelError::bad(path, format!("not valid JSON: {e}")))?;
-    if value.get("format").and_then(|f| f.as_str()) != Some(MODEL_FORMAT) {
+    if value.get("format").and_then(|f| f.as_str()) != Some(format) {
         return Err(ModelError::bad(
             path,
-            format!("not a cnnsplit model file (format must be \"{MODEL_FORMAT}\")"),
+            format!("not a cnnsplit {what} file (format must be \"{format}\")"),
         ));
     }
-    let version = value
+    let found = value
         .get("format_version")
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
-    if version != MODEL_FORMAT_VERSION as u64 {
+    if found != version as u64 {
         return Err(ModelError::bad(
             path,
-            format!("model format version {version} found; this build reads version {MODEL_FORMAT_VERSION}"),
+            format!("{what} format version {found} found; this build reads version {version}"),
         ));
     }
+    Ok(value)
+}
+
+/// Read and check a `model.json`.
+pub fn read_meta(path: &Path) -> Result<ModelMeta> {
+    let value = read_versioned_json(path, MODEL_FORMAT, MODEL_FORMAT_VERSION, "model")?;
     let meta: ModelMeta =
         serde_json::from_value(value).map_err(|e| ModelError::bad(path, e.to_string()))?;
     meta.spec

@@ -309,25 +309,8 @@ pub fn module_dir(path: &Path) -> PathBuf {
 
 /// Read and check a `module.json`.
 pub fn read_module_meta(path: &Path) -> Result<ModuleMeta> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ModelError::bad(path, format!("not valid JSON: {e}")))?;
-    if value.get("format").and_then(|f| f.as_str()) != Some(MODULE_FORMAT) {
-        return Err(ModelError::bad(
-            path,
-            format!("not a cnnsplit module file (format must be \"{MODULE_FORMAT}\")"),
-        ));
-    }
-    let version = value
-        .get("format_version")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0);
-    if version != MODULE_FORMAT_VERSION as u64 {
-        return Err(ModelError::bad(
-            path,
-            format!("module format version {version} found; this build reads version {MODULE_FORMAT_VERSION}"),
-        ));
-    }
+    let value =
+        crate::files::read_versioned_json(path, MODULE_FORMAT, MODULE_FORMAT_VERSION, "module")?;
     serde_json::from_value(value).map_err(|e| ModelError::bad(path, e.to_string()))
 }
 

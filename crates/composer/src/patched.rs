@@ -173,20 +173,13 @@ pub fn load_patched(dir: &Path, device: &Device) -> Result<PatchedModel> {
         path: path.clone(),
         message,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-    if value.get("format").and_then(|v| v.as_str()) != Some(PATCH_FORMAT) {
-        return Err(bad(format!(
-            "not a patched-model manifest (format must be \"{PATCH_FORMAT}\")"
-        )));
-    }
-    let version = value.get("format_version").and_then(|v| v.as_u64());
-    if version != Some(PATCH_FORMAT_VERSION as u64) {
-        return Err(bad(format!(
-            "patched-model format version {version:?} found; this build reads version {PATCH_FORMAT_VERSION}"
-        )));
-    }
+    let value = cnn_models::files::read_versioned_json(
+        &path,
+        PATCH_FORMAT,
+        PATCH_FORMAT_VERSION,
+        "patched-model",
+    )
+    .map_err(|e| ComposerError::Incompatible(e.to_string()))?;
     let manifest: PatchManifest = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
     let model_dir = dir.join("model");
     let (model, meta) = load_model(&model_dir, device).map_err(|e| ComposerError::Artefact {

@@ -95,7 +95,7 @@ fn tampered_patches_are_refused_with_the_reason() {
     write(&v);
     let e = load_patched(&out, &Device::Cpu).unwrap_err().to_string();
     assert!(
-        e.contains("version Some(2)") && e.contains("reads version 1"),
+        e.contains("version 2 found") && e.contains("reads version 1"),
         "{e}"
     );
 
