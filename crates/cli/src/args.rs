@@ -337,8 +337,8 @@ pub struct DecomposeArgs {
     /// Use only the first N images of the training part (quick runs).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Continue an interrupted run from OUT/checkpoint (same flags required; with --method ga
-    /// --generations may change, to stop a run early or run it longer).
+    /// Continue an interrupted run from OUT/checkpoint (same flags required, except --epochs
+    /// (grad) and --generations (ga), which may change to stop a run early or run it longer).
     #[arg(long)]
     pub resume: bool,
     /// CNNSplitter configuration preset (simcnn-cifar10, rescnn-cifar10, simcnn-svhn,

@@ -419,7 +419,8 @@ pub fn model_accuracy(model: &Model, data: &TrainData<'_>, batch: usize) -> Resu
 /// Trains on `data.train` (never augmented), validates on `data.val` after every epoch and
 /// returns the epoch chosen by [`choose_epoch`]. With `checkpoint_dir` the state is written
 /// after every epoch; with `resume` a run continues from it and ends bit-for-bit where an
-/// uninterrupted run would (a checkpoint made with another config, model or data is an error).
+/// uninterrupted run would (a checkpoint made with another config, model or data is an error,
+/// except for `mask_epochs`: fewer ends the run at the new last epoch, more runs it longer).
 pub fn grad_split(
     model: &Model,
     data: &TrainData<'_>,
@@ -492,7 +493,10 @@ pub fn grad_split(
         let dir = checkpoint_dir
             .ok_or_else(|| GradSplitError::Invalid("resume needs a checkpoint directory".into()))?;
         if let Some(done) = load_checkpoint(dir, &mut st, cfg, &model_sha, &fp, &device)? {
-            start = done;
+            // a resume with fewer epochs ends the run at its new last epoch
+            st.log.truncate(schedule.len());
+            st.history.truncate(schedule.len());
+            start = done.min(schedule.len());
             resumed_after = Some(done);
             tracing::info!(
                 epochs_done = done,
@@ -750,10 +754,19 @@ fn load_checkpoint(
             format!("checkpoint format {} v{}; this build reads {CHECKPOINT_FORMAT} v{CHECKPOINT_VERSION}", meta.format, meta.format_version),
         ));
     }
-    if meta.config != *cfg {
+    // the number of epochs may change: a shorter run stops at its last epoch, a longer one goes on
+    let same_but_epochs = GradSplitConfig {
+        mask_epochs: cfg.mask_epochs,
+        ..meta.config.clone()
+    };
+    if same_but_epochs != *cfg {
         return Err(GradSplitError::ConfigChanged {
             path: meta_path,
-            differences: config_differences(&meta.config, cfg).join(", "),
+            differences: config_differences(&meta.config, cfg)
+                .into_iter()
+                .filter(|d| !d.starts_with("mask_epochs:"))
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
     if meta.model_sha256 != model_sha {

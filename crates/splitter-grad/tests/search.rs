@@ -188,6 +188,22 @@ fn same_seed_same_masks_and_resume_is_exact() {
         );
     }
 
+    // a resume with fewer epochs stops at the new last epoch, running nothing
+    let shorter = GradSplitConfig {
+        mask_epochs: 1,
+        ..cfg.clone()
+    };
+    let mut ran = 0;
+    let d = grad_split(&model, &data, &shorter, Some(dir.path()), true, &mut |e| {
+        if let GradSplitEvent::EpochStart { .. } = e {
+            ran += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(ran, 0);
+    assert_eq!(losses(&d), losses(&a)[..2].to_vec());
+    assert!(d.chosen_epoch <= 2);
+
     // a different config on resume names the difference
     let other = GradSplitConfig { lambda: 0.2, ..cfg };
     let err = grad_split(&model, &data, &other, Some(dir.path()), true, &mut |_| {}).unwrap_err();
