@@ -99,7 +99,8 @@ pub enum Command {
 /// Architecture selection shared by train and import.
 #[derive(Args, Debug, Clone)]
 pub struct ArchArgs {
-    /// simcnn, rescnn, incecnn, simcnn-cs, rescnn-cs, simcnn-weak, or a ModelSpec JSON file.
+    /// simcnn, rescnn, incecnn, simcnn-cs, rescnn-cs, simcnn-weak, simcnn-cs-poorfit,
+    /// rescnn-cs-poorfit, or a ModelSpec JSON file.
     #[arg(long, default_value = "simcnn")]
     pub arch: String,
     /// Width multiplier of every conv and hidden FC (1.0 = the paper's sizes).

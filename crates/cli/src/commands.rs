@@ -574,7 +574,7 @@ fn demo(g: &Global, a: DemoArgs) -> Result<()> {
     }
     if !g.quiet {
         eprintln!(
-            "cnnsplit demo on the bundled Fashion-MNIST subset ({}):\n  1. train a SimCNN (width {})\n  2. split it into 10 class modules with GradSplitter (short schedule)\n  3. compose the modules and compare with the model\n  4. train a weak model and patch its weakest class with a module",
+            "cnnsplit demo on the bundled Fashion-MNIST subset ({}):\n  1. train a SimCNN (width {})\n  2. split it into 10 class modules with GradSplitter (short schedule)\n  3. compose the modules and compare with the model\n  4. train a small weak model and patch its weakest class with a module",
             cnn_data::bundled_dataset_dir().display(),
             a.width
         );
@@ -631,14 +631,16 @@ fn demo(g: &Global, a: DemoArgs) -> Result<()> {
     let model_acc = report["test_accuracy"].as_f64().unwrap_or(0.0);
     let kernels: Vec<u64> = modules.iter().map(|m| m.meta.kernels as u64).collect();
     let mean_krr = modules.iter().map(|m| m.meta.krr).sum::<f64>() / modules.len().max(1) as f64;
-    // 4. a weak model (narrower, one epoch on a fifth of the images), patched on its weakest class
+    // 4. a weak model (the small SimCNNWeak, 3 epochs on a fifth of the images), patched on its
+    // weakest class
     let weak_dir = out.join("weak-model");
     let weak_args = TrainArgs {
         arch: ArchArgs {
-            arch: "simcnn".into(),
-            width: a.width / 4.0,
+            arch: "simcnn-weak".into(),
+            width: 1.0,
         },
-        epochs: 1,
+        epochs: 3,
+        lr: 0.02,
         limit: Some(1200),
         out: weak_dir.clone(),
         ..targs
@@ -711,9 +713,8 @@ fn demo(g: &Global, a: DemoArgs) -> Result<()> {
             100.0 * (composed.accuracy - model_acc)
         );
         println!(
-            "weak model   {} (SimCNN width {}, 1 epoch on 1,200 images): test accuracy {}",
+            "weak model   {} (SimCNNWeak, 3 epochs on 1,200 images): test accuracy {}",
             weak_dir.display(),
-            a.width / 4.0,
             pct(weak_report["test_accuracy"].as_f64().unwrap_or(0.0))
         );
         crate::patch::print_patch_report(

@@ -10,6 +10,8 @@ pub const PRESET_NAMES: &[&str] = &[
     "simcnn-cs",
     "rescnn-cs",
     "simcnn-weak",
+    "simcnn-cs-poorfit",
+    "rescnn-cs-poorfit",
 ];
 
 /// Scale a width: max(1, round(w·c)).
@@ -260,6 +262,8 @@ pub fn by_name(
         "simcnn-cs" => simcnn(width, in_channels, num_classes, false),
         "rescnn-cs" => rescnn(width, in_channels, num_classes, false),
         "simcnn-weak" => simcnn_weak(width, in_channels, num_classes),
+        "simcnn-cs-poorfit" => simcnn_with(width, in_channels, num_classes, false, false),
+        "rescnn-cs-poorfit" => rescnn_with(width, in_channels, num_classes, false, false),
         _ => return None,
     })
 }

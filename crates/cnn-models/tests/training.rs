@@ -89,7 +89,7 @@ fn training_lowers_the_loss_and_learns_a_simple_task() {
         format: format16(),
     };
     let mut model = Model::init(tiny_spec(), 3, &Device::Cpu).unwrap();
-    let report = cnn_models::train(&mut model, &data, &cfg(6), None, false, &mut |_| {}).unwrap();
+    let report = cnn_models::train(&mut model, &data, &cfg(10), None, false, &mut |_| {}).unwrap();
     let first = report.records.first().unwrap().train_loss;
     let last = report.records.last().unwrap().train_loss;
     assert!(last < first, "loss {first} → {last}");

@@ -347,132 +347,143 @@ pub(crate) fn conv_bwd(
     let dxp = dx.as_mut().map(|v| SendPtr::new(v));
     let nb = g.group();
     let groups = g.n.div_ceil(nb);
-    let dw = (0..groups)
-        .into_par_iter()
-        .fold(
-            || None::<Vec<f32>>,
-            |mut acc, gi| {
-                let n0 = gi * nb;
-                let cnt = nb.min(g.n - n0);
-                let ncols = cnt * p;
-                // dY for the group as a [Co, ncols] matrix.
-                let mut dyg = Vec::new();
-                let dyg_ptr = if cnt == 1 {
-                    dy[n0 * co * p..].as_ptr()
-                } else {
-                    dyg = take_scratch(co * ncols);
-                    for j in 0..cnt {
-                        let src = &dy[(n0 + j) * co * p..(n0 + j + 1) * co * p];
-                        for c in 0..co {
-                            dyg[c * ncols + j * p..c * ncols + (j + 1) * p]
-                                .copy_from_slice(&src[c * p..(c + 1) * p]);
-                        }
-                    }
-                    dyg.as_ptr()
+    let group_step = |mut acc: Option<Vec<f32>>, gi: usize| -> Option<Vec<f32>> {
+        let n0 = gi * nb;
+        let cnt = nb.min(g.n - n0);
+        let ncols = cnt * p;
+        // dY for the group as a [Co, ncols] matrix.
+        let mut dyg = Vec::new();
+        let dyg_ptr = if cnt == 1 {
+            dy[n0 * co * p..].as_ptr()
+        } else {
+            dyg = take_scratch(co * ncols);
+            for j in 0..cnt {
+                let src = &dy[(n0 + j) * co * p..(n0 + j + 1) * co * p];
+                for c in 0..co {
+                    dyg[c * ncols + j * p..c * ncols + (j + 1) * p]
+                        .copy_from_slice(&src[c * p..(c + 1) * p]);
+                }
+            }
+            dyg.as_ptr()
+        };
+        if let Some(dxp) = dxp {
+            if g.pointwise() && cnt == 1 {
+                // SAFETY: image n0's gradient block is owned by this task.
+                unsafe {
+                    sgemm(
+                        g.ci,
+                        p,
+                        co,
+                        dxp.at(n0 * g.in_img()),
+                        p,
+                        1,
+                        false,
+                        w.as_ptr(),
+                        1,
+                        kk,
+                        dyg_ptr,
+                        p,
+                        1,
+                    )
                 };
-                if let Some(dxp) = dxp {
-                    if g.pointwise() && cnt == 1 {
-                        // SAFETY: image n0's gradient block is owned by this task.
-                        unsafe {
-                            sgemm(
-                                g.ci,
-                                p,
-                                co,
-                                dxp.at(n0 * g.in_img()),
-                                p,
-                                1,
-                                false,
-                                w.as_ptr(),
-                                1,
-                                kk,
-                                dyg_ptr,
-                                p,
-                                1,
-                            )
-                        };
-                    } else {
-                        let mut dcol = take_scratch(kk * ncols);
-                        // SAFETY: dcol holds kk×ncols; w is co×kk read transposed.
-                        unsafe {
-                            sgemm(
-                                kk,
-                                ncols,
-                                co,
-                                dcol.as_mut_ptr(),
-                                ncols,
-                                1,
-                                false,
-                                w.as_ptr(),
-                                1,
-                                kk,
-                                dyg_ptr,
-                                ncols,
-                                1,
-                            )
-                        };
-                        for j in 0..cnt {
-                            // SAFETY: image n0+j's gradient block is owned by this task.
-                            let img = unsafe { dxp.slice((n0 + j) * g.in_img(), g.in_img()) };
-                            col2im(g, &dcol, ncols, j * p, img);
-                        }
-                        give_scratch(dcol);
-                    }
+            } else {
+                let mut dcol = take_scratch(kk * ncols);
+                // SAFETY: dcol holds kk×ncols; w is co×kk read transposed.
+                unsafe {
+                    sgemm(
+                        kk,
+                        ncols,
+                        co,
+                        dcol.as_mut_ptr(),
+                        ncols,
+                        1,
+                        false,
+                        w.as_ptr(),
+                        1,
+                        kk,
+                        dyg_ptr,
+                        ncols,
+                        1,
+                    )
+                };
+                for j in 0..cnt {
+                    // SAFETY: image n0+j's gradient block is owned by this task.
+                    let img = unsafe { dxp.slice((n0 + j) * g.in_img(), g.in_img()) };
+                    col2im(g, &dcol, ncols, j * p, img);
                 }
-                if need_dw {
-                    let acc = acc.get_or_insert_with(|| vec![0f32; co * kk]);
-                    let direct = g.pointwise() && cnt == 1;
-                    let mut col = Vec::new();
-                    let col_ptr = if direct {
-                        x[n0 * g.in_img()..].as_ptr()
-                    } else {
-                        col = take_scratch(kk * ncols);
-                        for j in 0..cnt {
-                            let img = &x[(n0 + j) * g.in_img()..(n0 + j + 1) * g.in_img()];
-                            im2col(g, img, &mut col, ncols, j * p);
-                        }
-                        col.as_ptr()
-                    };
-                    // SAFETY: acc is co×kk, dyg co×ncols, col kk×ncols read transposed.
-                    unsafe {
-                        sgemm(
-                            co,
-                            kk,
-                            ncols,
-                            acc.as_mut_ptr(),
-                            kk,
-                            1,
-                            true,
-                            dyg_ptr,
-                            ncols,
-                            1,
-                            col_ptr,
-                            1,
-                            ncols,
-                        )
-                    };
-                    if !direct {
-                        give_scratch(col);
-                    }
+                give_scratch(dcol);
+            }
+        }
+        if need_dw {
+            let acc = acc.get_or_insert_with(|| vec![0f32; co * kk]);
+            let direct = g.pointwise() && cnt == 1;
+            let mut col = Vec::new();
+            let col_ptr = if direct {
+                x[n0 * g.in_img()..].as_ptr()
+            } else {
+                col = take_scratch(kk * ncols);
+                for j in 0..cnt {
+                    let img = &x[(n0 + j) * g.in_img()..(n0 + j + 1) * g.in_img()];
+                    im2col(g, img, &mut col, ncols, j * p);
                 }
-                if cnt > 1 {
-                    give_scratch(dyg);
+                col.as_ptr()
+            };
+            // SAFETY: acc is co×kk, dyg co×ncols, col kk×ncols read transposed.
+            unsafe {
+                sgemm(
+                    co,
+                    kk,
+                    ncols,
+                    acc.as_mut_ptr(),
+                    kk,
+                    1,
+                    true,
+                    dyg_ptr,
+                    ncols,
+                    1,
+                    col_ptr,
+                    1,
+                    ncols,
+                )
+            };
+            if !direct {
+                give_scratch(col);
+            }
+        }
+        if cnt > 1 {
+            give_scratch(dyg);
+        }
+        acc
+    };
+    // Weight gradients are summed over image groups in a fixed order, so a step gives the same
+    // bits on every run: the groups are cut into at most DW_BLOCKS contiguous blocks whatever
+    // the thread scheduling, each block accumulates its groups in order, and the block sums are
+    // added in block order.
+    const DW_BLOCKS: usize = 8;
+    let blocks = groups.clamp(1, DW_BLOCKS);
+    let per_block = groups.div_ceil(blocks);
+    let partials: Vec<Option<Vec<f32>>> = (0..blocks)
+        .into_par_iter()
+        .map(|bi| {
+            let mut acc: Option<Vec<f32>> = None;
+            for gi in bi * per_block..((bi + 1) * per_block).min(groups) {
+                acc = group_step(acc, gi);
+            }
+            acc
+        })
+        .collect();
+    let dw = partials
+        .into_iter()
+        .fold(None::<Vec<f32>>, |a, b| match (a, b) {
+            (Some(mut a), Some(b)) => {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += y;
                 }
-                acc
-            },
-        )
-        .reduce(
-            || None,
-            |a, b| match (a, b) {
-                (Some(mut a), Some(b)) => {
-                    for (x, y) in a.iter_mut().zip(&b) {
-                        *x += y;
-                    }
-                    Some(a)
-                }
-                (a, None) => a,
-                (None, b) => b,
-            },
-        );
+                Some(a)
+            }
+            (a, None) => a,
+            (None, b) => b,
+        });
     let dw = if need_dw {
         Some(dw.unwrap_or_else(|| vec![0f32; co * kk]))
     } else {
