@@ -139,14 +139,14 @@ impl PopulationEvaluator for ModelEvaluator<'_> {
         chromosomes: &[Vec<u8>],
     ) -> std::result::Result<Vec<SolutionOutput>, GaError> {
         let started = std::time::Instant::now();
-        let todo: Vec<&Vec<u8>> = {
+        let unseen: Vec<&Vec<u8>> = {
             let mut seen = std::collections::HashSet::new();
             chromosomes
                 .iter()
                 .filter(|c| !self.cache[class].contains_key(*c) && seen.insert(*c))
                 .collect()
         };
-        let fresh: Vec<(Vec<u8>, SolutionOutput)> = todo
+        let fresh: Vec<(Vec<u8>, SolutionOutput)> = unseen
             .par_iter()
             .map(|c| Ok(((*c).clone(), self.run_one(class, c)?)))
             .collect::<Result<_>>()?;
