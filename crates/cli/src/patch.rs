@@ -77,6 +77,12 @@ pub fn patch(g: &Global, a: PatchArgs) -> Result<()> {
 /// Patch a weak model with a module, evaluate on the test split, optionally save the patched
 /// model; returns the report and a JSON summary.
 pub fn patch_model(g: &Global, a: &PatchArgs) -> Result<(PatchReport, serde_json::Value)> {
+    if let Some(out) = a.out.as_ref().filter(|o| is_patched(o)) {
+        bail!(
+            "{} already holds a patched model: choose another --out or delete it",
+            out.display()
+        );
+    }
     let dev = device(g.device)?;
     let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
     let mdir = module_dir(&a.module);

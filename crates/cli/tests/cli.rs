@@ -320,6 +320,24 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
     let t = candle_core::safetensors::load(&scores, &candle_core::Device::Cpu).unwrap();
     assert_eq!(t["scores"].dims(), &[1000, 10]);
 
+    // an existing patched model is not overwritten
+    fails_with(
+        &[
+            "patch",
+            "--model",
+            p(&weak),
+            "--module",
+            p(&modules.join("module_3")),
+            "--out",
+            p(&patched),
+        ],
+        &["already holds a patched model"],
+    );
+    assert_eq!(
+        ok_json(&["eval", "--model", p(&patched), "-q", "--json"])["evaluation"],
+        ev["evaluation"]
+    );
+
     // a target the weak model does not have
     fails_with(
         &[
