@@ -91,6 +91,9 @@ pub enum Command {
     /// Patch a weak model with a module for one class and report the class's precision,
     /// recall and F1 before and after.
     Patch(PatchArgs),
+    /// Reuse modules: a better model for the same task (`select`), or a classifier for a new
+    /// task built from modules of different models (`new-task`), saved as a composed model.
+    Reuse(ReuseArgs),
     /// The main job on the bundled data: train a small SimCNN, decompose it, compose the
     /// modules, and compare.
     Demo(DemoArgs),
@@ -479,6 +482,83 @@ pub struct ComposeArgs {
     /// The parent model: checks each module's parent hash and reports the model's accuracy.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Evaluation batch size.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ReuseArgs {
+    #[command(subcommand)]
+    pub command: ReuseCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReuseCommand {
+    /// Better model for one task: pick per class the module with the best F1 on the
+    /// module-selection images among several models' modules, compose them, and compare with
+    /// the best model and the models' ensemble (mean softmax).
+    Select(ReuseSelectArgs),
+    /// New task: compose modules of classes that come from different models (and datasets)
+    /// into one classifier, with no training; optionally compare with a model trained from
+    /// scratch on the task.
+    NewTask(ReuseNewTaskArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReuseSelectArgs {
+    /// Model directories of one task (e.g. Dirichlet estimators or different architectures).
+    #[arg(long, num_args = 1.., required = true)]
+    pub models: Vec<PathBuf>,
+    /// Their modules: decomposition directories (`module_*` inside) or module directories;
+    /// each module is matched to its model by the parent hash.
+    #[arg(long, num_args = 1.., required = true)]
+    pub modules: Vec<PathBuf>,
+    /// Dataset NAME[=DIR] (default: the first model's).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Fraction of the test split, from its start, on which modules are chosen; the rest is
+    /// the test part every accuracy is reported on.
+    #[arg(long, default_value_t = 0.2)]
+    pub selection_fraction: f64,
+    /// Save the composed model in this directory (runs with eval, predict and inspect).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Evaluation batch size.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReuseNewTaskArgs {
+    /// CLASSNAME=MODULE_DIR, once per candidate; the task's classes are the names in order of
+    /// first appearance, and a class named several times takes its best-F1 candidate.
+    #[arg(long = "module", num_args = 1.., required = true)]
+    pub modules: Vec<String>,
+    /// Datasets NAME[=DIR] the task's classes come from (one per kind; all with one image
+    /// format).
+    #[arg(long = "dataset", num_args = 1.., required = true)]
+    pub datasets: Vec<String>,
+    /// Fraction of each test split, from its start, on which modules are chosen; the rest is
+    /// the test part.
+    #[arg(long, default_value_t = 0.2)]
+    pub selection_fraction: f64,
+    /// Save the composed model in this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Train the first module's architecture from scratch on the task for this many epochs
+    /// and compare (0: no baseline).
+    #[arg(long, default_value_t = 0)]
+    pub scratch_epochs: usize,
+    /// Batch size of the from-scratch training.
+    #[arg(long, default_value_t = 64)]
+    pub scratch_batch_size: usize,
+    /// Learning rate of the from-scratch training (SGD, momentum 0.9, weight decay 1e-4).
+    #[arg(long, default_value_t = 0.01)]
+    pub scratch_lr: f64,
+    /// Seed of the from-scratch training.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Evaluation batch size.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,

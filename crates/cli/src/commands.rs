@@ -26,6 +26,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => inspect(&g, a),
         Command::Decompose(a) => crate::modules::decompose(&g, *a),
         Command::Compose(a) => crate::modules::compose(&g, a),
+        Command::Reuse(a) => match a.command {
+            ReuseCommand::Select(s) => crate::reuse::select(&g, &s).map(|_| ()),
+            ReuseCommand::NewTask(n) => crate::reuse::new_task(&g, &n).map(|_| ()),
+        },
         Command::Demo(a) => demo(&g, a),
         Command::Patch(a) => crate::patch::patch(&g, a),
     }
@@ -279,6 +283,9 @@ fn eval(g: &Global, a: EvalArgs) -> Result<()> {
     if crate::patch::is_patched(&a.model) {
         return crate::patch::eval_patched(g, &a);
     }
+    if composer::is_composed(&a.model) {
+        return crate::reuse::eval_composed(g, &a);
+    }
     let dev = device(g.device)?;
     let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
     model.set_ops(if dev.is_cpu() {
@@ -361,9 +368,18 @@ pub fn print_evaluation(ev: &Evaluation, names: &[String]) {
     }
 }
 
-/// Images for `predict`: already-normalised tensors, or raw images converted with the model's
-/// input format.
-fn predict_inputs(path: &Path, format: &InputFormat, dev: &Device) -> Result<Tensor> {
+/// What `predict` reads: raw images (an IDX file or an image folder), or already-normalised
+/// tensors (safetensors `images`).
+pub enum PredictInput {
+    /// Raw images, to convert with the model's input format.
+    Images(ImageSet),
+    /// Normalised images `[N, C, H, W]`.
+    Normalised(Tensor),
+}
+
+/// Read `predict`'s input: a folder of png/jpg images, a safetensors file with `images`, or an
+/// IDX image file.
+pub fn read_predict_input(path: &Path) -> Result<PredictInput> {
     if path.is_dir() {
         let dir = path
             .canonicalize()
@@ -383,15 +399,14 @@ fn predict_inputs(path: &Path, format: &InputFormat, dev: &Device) -> Result<Ten
         if set.is_empty() {
             bail!("{}: no .png or .jpg images in this folder", path.display());
         }
-        let idx: Vec<usize> = (0..set.len()).collect();
-        return Ok(cnn_data::to_tensor(&set, &idx, format, None, dev)?.0);
+        return Ok(PredictInput::Images(set));
     }
     let is_safetensors = path
         .extension()
         .map(|e| e == "safetensors")
         .unwrap_or(false);
     if is_safetensors {
-        let tensors = candle_core::safetensors::load(path, dev)
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
             .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
         let images = tensors.get("images").with_context(|| {
             format!(
@@ -399,7 +414,9 @@ fn predict_inputs(path: &Path, format: &InputFormat, dev: &Device) -> Result<Ten
                 path.display()
             )
         })?;
-        return Ok(images.to_dtype(candle_core::DType::F32)?);
+        return Ok(PredictInput::Normalised(
+            images.to_dtype(candle_core::DType::F32)?,
+        ));
     }
     let im = cnn_data::idx::read_idx_images(path)?;
     let shape = cnn_data::ImageShape {
@@ -407,18 +424,30 @@ fn predict_inputs(path: &Path, format: &InputFormat, dev: &Device) -> Result<Ten
         height: im.rows,
         width: im.cols,
     };
-    let set = ImageSet::new(
+    Ok(PredictInput::Images(ImageSet::new(
         "input",
         shape,
         im.pixels,
         vec![0; im.count],
         vec!["image".into()],
-    )?;
-    let idx: Vec<usize> = (0..set.len()).collect();
-    Ok(cnn_data::to_tensor(&set, &idx, format, None, dev)?.0)
+    )?))
+}
+
+/// Images for `predict` as normalised tensors: raw images are converted with `format`.
+fn predict_inputs(path: &Path, format: &InputFormat, dev: &Device) -> Result<Tensor> {
+    match read_predict_input(path)? {
+        PredictInput::Images(set) => {
+            let idx: Vec<usize> = (0..set.len()).collect();
+            Ok(cnn_data::to_tensor(&set, &idx, format, None, dev)?.0)
+        }
+        PredictInput::Normalised(x) => Ok(x.to_device(dev)?),
+    }
 }
 
 fn predict(g: &Global, a: PredictArgs) -> Result<()> {
+    if composer::is_composed(&a.model) {
+        return crate::reuse::predict_composed(g, &a);
+    }
     if crate::patch::is_patched(&a.model) {
         let p = crate::patch::load(g, &a.model)?;
         let x = predict_inputs(&a.input, &p.meta.input_format, p.model.device())?;
@@ -460,7 +489,7 @@ fn predict(g: &Global, a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-fn check_input_shape(x: &Tensor, spec: &cnn_models::ModelSpec, input: &Path) -> Result<()> {
+pub fn check_input_shape(x: &Tensor, spec: &cnn_models::ModelSpec, input: &Path) -> Result<()> {
     let expected = [spec.input.channels, spec.input.height, spec.input.width];
     if x.rank() != 4 || x.dims()[1..] != expected {
         bail!(
@@ -510,6 +539,9 @@ fn import(g: &Global, a: ImportArgs) -> Result<()> {
 fn inspect(g: &Global, a: InspectArgs) -> Result<()> {
     if let Some(module) = &a.module {
         return crate::modules::inspect_module(g, module);
+    }
+    if let Some(m) = a.model.as_ref().filter(|m| composer::is_composed(m)) {
+        return crate::reuse::inspect_composed(g, m);
     }
     let (spec, source) = match (&a.model, &a.arch) {
         (Some(m), _) => {

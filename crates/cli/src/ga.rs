@@ -221,6 +221,7 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> 
             meta.input_format.clone(),
             Some(metrics),
         )?;
+        module.meta.dataset = Some(dspec.to_string());
         calibrate(&mut module, &data.train, &val_idx, a.eval_batch)?;
         modules.push(save_class_module(&a.out, c, &module)?);
     }

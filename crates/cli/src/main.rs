@@ -7,6 +7,7 @@ mod ga;
 mod modules;
 mod patch;
 mod progress;
+mod reuse;
 
 use clap::Parser;
 
@@ -24,8 +25,19 @@ fn keep_freed_memory() {
     }
 }
 
+/// Die quietly like other command-line tools when stdout is closed early (`cnnsplit … | head`)
+/// instead of panicking on the failed write.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of SIGPIPE before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
     keep_freed_memory();
+    default_sigpipe();
     let cli = args::Cli::parse();
     progress::init_logging(cli.global.verbose, cli.global.quiet);
     if let Err(err) = commands::run(cli) {

@@ -217,6 +217,7 @@ fn decompose_grad(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> {
             meta.input_format.clone(),
             Some(metrics),
         )?;
+        module.meta.dataset = Some(dspec.to_string());
         calibrate(&mut module, &data.train, &tdata.val, 256)?;
         modules.push(save_class_module(&a.out, c, &module)?);
     }

@@ -152,6 +152,9 @@ pub struct ModuleMeta {
     pub calibration: Option<(f64, f64)>,
     /// Input format of the parent model.
     pub input_format: cnn_data::InputFormat,
+    /// Dataset the parent model was trained on (`NAME` or `NAME=DIR`), when recorded.
+    #[serde(default)]
+    pub dataset: Option<String>,
     /// Search metrics (chosen epoch, accuracies) as JSON.
     pub metrics: Option<serde_json::Value>,
     /// cnnsplit version that wrote the file.
@@ -259,6 +262,7 @@ pub fn build_module(
         head_included: head.is_some(),
         calibration: None,
         input_format,
+        dataset: None,
         metrics,
         crate_version: env!("CARGO_PKG_VERSION").into(),
         weights_sha256: String::new(),

@@ -8,7 +8,8 @@
 //!   a calibrated module score, and [`PatchReport`] on the effect;
 //! - [`ClassMetrics`], [`class_metrics`], [`binary_module_metrics`]: precision, recall, F1
 //!   with 0/0 = 0;
-//! - [`select_best_per_class`] and [`map_classes`]: module choice for reuse.
+//! - [`select_best_per_class`] and [`map_classes`]: module choice for reuse;
+//! - [`ComposedModel`], [`save_composed`], [`load_composed`]: a composition as a saved artefact.
 //!
 //! ```
 //! use composer::{compose_predictions, patch_and_report, Calibration, PatchRule};
@@ -38,6 +39,7 @@
 #![deny(missing_docs)]
 
 mod calibration;
+mod composed;
 mod composition;
 mod error;
 mod metrics;
@@ -46,6 +48,11 @@ mod patching;
 mod selection;
 
 pub use calibration::Calibration;
+pub use composed::{
+    check_composable, is_composed, load_composed, save_composed, score_images, ComposedClass,
+    ComposedModel, CompositionManifest, COMPOSITION_FORMAT, COMPOSITION_FORMAT_VERSION,
+    COMPOSITION_MANIFEST,
+};
 pub use composition::compose_predictions;
 pub use error::{ComposerError, Result};
 pub use metrics::{accuracy, binary_module_metrics, class_metrics, ClassMetrics};
