@@ -277,7 +277,7 @@ pub fn fetch(ds: &Dataset, root: &Path, mirror: Option<&str>) -> Result<FetchOut
             // or put there by hand: keep it if it is right, never overwrite it silently.
             let found = store::digest_file(&dest)?;
             let c = store::check(&dest.display().to_string(), f, &found)
-                .context("remove the file and fetch again")?;
+                .map_err(|e| anyhow::anyhow!("{e}; remove the file and fetch again"))?;
             checked.push(c);
             continue;
         }

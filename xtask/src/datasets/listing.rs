@@ -227,3 +227,65 @@ pub fn render(rows: &[ListRow]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_shows_each_state_with_its_notes() {
+        let root = tempfile::tempdir().unwrap();
+        // mnist: a partial download; svhn: a file put there by hand; the rest absent.
+        let mnist = root.path().join("mnist");
+        std::fs::create_dir_all(&mnist).unwrap();
+        std::fs::write(mnist.join("train-images-idx3-ubyte.gz.part"), [0u8; 77]).unwrap();
+        let svhn = root.path().join("svhn");
+        std::fs::create_dir_all(&svhn).unwrap();
+        std::fs::write(svhn.join("test_32x32.mat"), [0u8; 3]).unwrap();
+        let rows = list_rows(root.path(), false);
+        let states: Vec<(&str, &Presence)> = rows
+            .iter()
+            .map(|r| (r.name.as_str(), &r.presence))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("fashion-mnist", &Presence::Absent),
+                (
+                    "mnist",
+                    &Presence::Partial(vec![("train-images-idx3-ubyte.gz.part".into(), 77)])
+                ),
+                ("mnist-5k", &Presence::Absent),
+                ("cifar10", &Presence::Absent),
+                ("svhn", &Presence::Unverified),
+                (
+                    "fashion-mnist-small",
+                    &Presence::Present {
+                        check: "sha256".into(),
+                        source: "bundled".into(),
+                        rehashed: true
+                    }
+                ),
+            ]
+        );
+        let text = render(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("dataset "), "{text}");
+        assert!(
+            lines[2].starts_with("mnist ") && lines[2].contains(" partial "),
+            "{text}"
+        );
+        assert_eq!(
+            lines[3],
+            "    train-images-idx3-ubyte.gz.part: 77 bytes so far; `fetch` resumes it"
+        );
+        assert!(lines.iter().any(|l| l.contains(&format!(
+            "check the files with `cargo xtask datasets import svhn --from {}`",
+            svhn.display()
+        ))));
+        assert!(
+            text.contains("sha256 at bundled, files rehashed now  fashion-mnist"),
+            "{text}"
+        );
+    }
+}
