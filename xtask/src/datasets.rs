@@ -1,5 +1,12 @@
-//! `cargo xtask datasets …`: verification of the Fashion-MNIST source files and creation of
-//! the small deterministic subset bundled under `datasets/fashion-mnist-small/`.
+//! `cargo xtask datasets …`: fetching, importing and listing the datasets under the data
+//! root (`datasets/` of the source tree), verification of the Fashion-MNIST source files and
+//! creation of the small deterministic subset bundled under `datasets/fashion-mnist-small/`.
+
+pub mod catalog;
+pub mod fetch;
+pub mod import;
+pub mod listing;
+pub mod store;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -13,8 +20,9 @@ use rand_chacha::ChaCha8Rng;
 pub const FASHION_MNIST_DEBIAN_VERSION: &str = "0.0~git20200523.55506a9-1";
 
 /// SHA-256 of the four Fashion-MNIST files (gzip'd IDX) of the Debian package
-/// `dataset-fashion-mnist` [`FASHION_MNIST_DEBIAN_VERSION`] (the files of the upstream
-/// release), in the order train images, train labels, test images, test labels.
+/// `dataset-fashion-mnist` [`FASHION_MNIST_DEBIAN_VERSION`], in the order train images, train
+/// labels, test images, test labels. The package re-compressed the upstream files (same
+/// images, other gzip bytes); the upstream files' MD5 are in [`catalog`].
 pub const FASHION_MNIST_SHA256: [(&str, &str); 4] = [
     (
         "train-images-idx3-ubyte.gz",

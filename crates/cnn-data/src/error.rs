@@ -32,6 +32,18 @@ pub enum DataError {
         /// The names that were looked for.
         expected: Vec<String>,
     },
+    /// A dataset given by name alone is not in its folder under the data root.
+    #[error(
+        "{}: no {name} data here; get it with `cargo xtask datasets fetch {name}` or \
+         `cargo xtask datasets import {name} --from DIR`, or name its folder: {name}=DIR",
+        dir.display()
+    )]
+    NotFetched {
+        /// The dataset's spec name.
+        name: String,
+        /// Where it was looked for.
+        dir: PathBuf,
+    },
     /// A dataset specification string could not be parsed.
     #[error("invalid dataset spec {spec:?}: {message}")]
     Spec {

@@ -47,8 +47,8 @@ mod transform;
 mod util;
 
 pub use dataset::{
-    bundled_dataset_dir, load_dataset, DatasetKind, DatasetSpec, CIFAR100_CLASSES, CIFAR10_CLASSES,
-    DIGIT_CLASSES, FASHION_MNIST_CLASSES, IDX_FILE_NAMES,
+    bundled_dataset_dir, data_root, load_dataset, DatasetKind, DatasetSpec, CIFAR100_CLASSES,
+    CIFAR10_CLASSES, DIGIT_CLASSES, FASHION_MNIST_CLASSES, FASHION_MNIST_FULL, IDX_FILE_NAMES,
 };
 pub use error::DataError;
 pub use set::{DatasetSplits, ImageSet, ImageShape};

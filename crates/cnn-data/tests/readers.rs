@@ -595,7 +595,28 @@ fn spec_parsing_and_display() {
         "mnist=x".parse::<DatasetSpec>().unwrap().kind,
         DatasetKind::Mnist
     );
-    for bad in ["imagenet=x", "cifar10", "cifar10=", ""] {
+    // A name alone is the dataset's folder under the data root (where `cargo xtask datasets
+    // fetch|import` puts it); plain fashion-mnist stays the bundled subset.
+    for (name, kind, folder) in [
+        ("cifar10", DatasetKind::Cifar10, "cifar10"),
+        ("svhn", DatasetKind::Svhn, "svhn"),
+        ("mnist", DatasetKind::Mnist, "mnist"),
+        ("mnist5k", DatasetKind::Mnist5k, "mnist-5k"),
+        (
+            "fashion-mnist-full",
+            DatasetKind::FashionMnist,
+            "fashion-mnist",
+        ),
+    ] {
+        let s: DatasetSpec = name.parse().unwrap();
+        assert_eq!(s.kind, kind, "{name}");
+        assert_eq!(s.dir, cnn_data::data_root().join(folder), "{name}");
+    }
+    assert_eq!(
+        "fashion-mnist-full=/d".parse::<DatasetSpec>().unwrap(),
+        "fashion-mnist=/d".parse::<DatasetSpec>().unwrap()
+    );
+    for bad in ["imagenet=x", "folder", "cifar10=", ""] {
         assert!(bad.parse::<DatasetSpec>().is_err(), "{bad}");
     }
     assert_eq!(
