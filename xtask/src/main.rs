@@ -3,6 +3,7 @@
 
 mod bench;
 mod datasets;
+mod reproduce;
 
 use std::path::PathBuf;
 
@@ -24,6 +25,9 @@ enum Command {
     Datasets(DatasetsCommand),
     /// Time a training step or an evaluation forward, optionally next to the PyTorch peer.
     Bench(bench::BenchArgs),
+    /// Regenerate the paper's tables end to end: train, decompose (both methods), patch, reuse,
+    /// and write reproduce/<preset>/ (Markdown report, CSV, JSON, SVG plots).
+    Reproduce(reproduce::ReproduceArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -126,6 +130,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(a) => bench::bench(a)?,
+        Command::Reproduce(a) => reproduce::reproduce(a)?,
         Command::Datasets(DatasetsCommand::Bundle {
             from,
             out,

@@ -2,9 +2,11 @@
 //! `eval`, `predict` and `inspect`.
 //!
 //! Both scenarios work on a *task*: a list of classes, each the images of one class of one of
-//! the given datasets. Each dataset's official test split is cut in file order: the first
-//! `--selection-fraction` chooses modules (the spec's module-evaluation set), the rest is the
-//! test part every accuracy is reported on.
+//! the given datasets. Each dataset's official test split is cut per class in file order: the
+//! first `--selection-fraction` of each class's test images chooses modules (the spec's
+//! module-evaluation set), the rest is the test part every accuracy is reported on. For a
+//! shuffled test file this is the spec's file-order cut up to rounding; for a file sorted by
+//! class (mnist-5k) it is the only cut that gives every class selection images.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -155,21 +157,34 @@ impl TaskData {
         let pixels = shape.pixels();
         let mut parts: [(Vec<u8>, Vec<u16>); 3] = Default::default();
         for (d, data) in self.splits.iter().enumerate() {
-            let n_test = data.test.len();
-            let n_sel = (selection_fraction * n_test as f64).floor() as usize;
-            let pieces: [(&ImageSet, std::ops::Range<usize>, usize); 3] = [
-                (&data.train, 0..data.train.len(), 0),
-                (&data.test, 0..n_sel, 1),
-                (&data.test, n_sel..n_test, 2),
-            ];
-            for (set, range, part) in pieces {
-                for i in range {
-                    if let Some(label) = label_of(d, set.labels[i]) {
-                        parts[part]
-                            .0
-                            .extend_from_slice(&set.images[i * pixels..(i + 1) * pixels]);
-                        parts[part].1.push(label as u16);
-                    }
+            // per class, the first ⌊f·n_c⌋ test images in file order select modules
+            let classes = data.test.num_classes();
+            let mut totals = vec![0usize; classes];
+            for &l in &data.test.labels {
+                totals[l as usize] += 1;
+            }
+            let quota: Vec<usize> = totals
+                .iter()
+                .map(|&n| (selection_fraction * n as f64).floor() as usize)
+                .collect();
+            let mut seen = vec![0usize; classes];
+            let mut push = |part: usize, set: &ImageSet, i: usize, label: usize| {
+                parts[part]
+                    .0
+                    .extend_from_slice(&set.images[i * pixels..(i + 1) * pixels]);
+                parts[part].1.push(label as u16);
+            };
+            for i in 0..data.train.len() {
+                if let Some(label) = label_of(d, data.train.labels[i]) {
+                    push(0, &data.train, i, label);
+                }
+            }
+            for i in 0..data.test.len() {
+                let c = data.test.labels[i] as usize;
+                let part = if seen[c] < quota[c] { 1 } else { 2 };
+                seen[c] += 1;
+                if let Some(label) = label_of(d, data.test.labels[i]) {
+                    push(part, &data.test, i, label);
                 }
             }
         }
@@ -397,6 +412,10 @@ pub fn select(g: &Global, a: &ReuseSelectArgs) -> Result<serde_json::Value> {
         "best_model_accuracy": best, "mean_model_accuracy": mean, "ensemble_accuracy": ensemble,
         "composed_accuracy": composed.accuracy, "gain_over_best": composed.accuracy - best,
         "chosen_model": chosen, "selection_f1": f1_table,
+        "selection_metrics": (0..models.len()).map(|i| (0..n).map(|c| {
+            let m = metrics[i * n + c];
+            json!({"precision": m.precision, "recall": m.recall, "f1": m.f1})
+        }).collect::<Vec<_>>()).collect::<Vec<_>>(),
         "selection_images": sets.selection.len(), "test_images": sets.test.len(),
         "selection_fraction": a.selection_fraction, "composed": composed, "seconds": seconds,
         "out": a.out,
@@ -698,7 +717,7 @@ fn train_scratch(
     let test = cnn_models::evaluate(&model, &sets.test, &idx, &format, a.batch_size)?;
     Ok(json!({
         "arch": spec.name, "epochs": a.scratch_epochs, "best_epoch": report.best_epoch,
-        "val_accuracy": report.best_val_accuracy, "test_accuracy": test.accuracy,
+        "val_accuracy": report.best_val_accuracy, "test_accuracy": test.accuracy, "evaluation": test,
         "train_images": cut, "val_images": n - cut, "seconds": seconds, "config": cfg,
     }))
 }

