@@ -299,6 +299,109 @@ fn kill_and_resume(
     log
 }
 
+/// A write obstacle put in a command's way.
+#[derive(Clone, Copy, Debug)]
+enum Obstacle {
+    /// No file may grow beyond this many bytes (`RLIMIT_FSIZE`, with `SIGXFSZ` ignored, so a
+    /// write past it fails with `EFBIG` as a full disk fails with `ENOSPC`).
+    FileSizeLimit(u64),
+    /// The output directory and everything in it is read-only; as root, where permissions do
+    /// not stop writes, the command also runs as user `nobody`.
+    ReadOnly,
+}
+
+/// Set the permissions of `dir`, its subdirectories (`dirs`) and files (`files`).
+fn set_modes(dir: &Path, dirs: u32, files: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            set_modes(&path, dirs, files);
+        } else {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(files)).unwrap();
+        }
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dirs)).unwrap();
+}
+
+/// Run `args` in `cwd` against `obstacle`; the command must fail naming `needles`, and every
+/// file under `cwd/out` must be byte for byte what it was (no temp file left either).
+fn fails_cleanly(cwd: &Path, args: &[String], obstacle: Obstacle, needles: &[&str]) {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let out = cwd.join("out");
+    let before = snapshot(&out);
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(cwd).args(args);
+    // SAFETY: only async-signal-safe calls (setrlimit, signal, setgroups, setgid, setuid)
+    // run between fork and exec.
+    match obstacle {
+        Obstacle::FileSizeLimit(bytes) => unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: bytes as libc::rlim_t,
+                    rlim_max: bytes as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0
+                    || libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        },
+        Obstacle::ReadOnly => {
+            set_modes(&out, 0o555, 0o444);
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } == 0 {
+                // `nobody` must reach the working directory through the temp directory
+                for dir in cwd
+                    .ancestors()
+                    .take_while(|d| d.starts_with(std::env::temp_dir()))
+                {
+                    if dir != std::env::temp_dir() {
+                        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+                            .unwrap();
+                    }
+                }
+                unsafe {
+                    cmd.pre_exec(|| {
+                        if libc::setgroups(0, std::ptr::null()) != 0
+                            || libc::setgid(65534) != 0
+                            || libc::setuid(65534) != 0
+                        {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+        }
+    }
+    let result = cmd.output().expect("start cnnsplit");
+    if matches!(obstacle, Obstacle::ReadOnly) {
+        set_modes(&out, 0o755, 0o644);
+    }
+    let err = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success(),
+        "{args:?} against {obstacle:?} succeeded: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "expected `{n}` in: {err}");
+    }
+    let after = snapshot(&out);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "files appeared or vanished"
+    );
+    for (name, bytes) in &before {
+        assert!(after[name] == *bytes, "{name} changed");
+    }
+}
+
 /// Remove `keys` (dotted paths; `*` maps over an array) from a JSON value.
 fn strip(v: &mut Value, key: &str) {
     let (head, rest) = match key.split_once('.') {
@@ -347,13 +450,31 @@ fn assert_same_artefacts(a: &Path, b: &Path, timed: &[(&str, &[&str])]) -> usize
     sa.len()
 }
 
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
+/// A command line written as one string (no argument contains a space), with `MODEL`
+/// replaced by `model`.
+fn command_line(line: &str, model: &str) -> Vec<String> {
+    line.split_whitespace()
+        .map(|a| {
+            if a == "MODEL" {
+                model.to_string()
+            } else {
+                a.to_string()
+            }
+        })
+        .collect()
 }
 
 fn with_resume(args: &[String]) -> Vec<String> {
     let mut v = args.to_vec();
     v.push("--resume".into());
+    v
+}
+
+/// `args` with the value of `flag` replaced.
+fn with_value(args: &[String], flag: &str, value: &str) -> Vec<String> {
+    let mut v = args.to_vec();
+    let at = v.iter().position(|a| a == flag).expect("flag present");
+    v[at + 1] = value.to_string();
     v
 }
 
@@ -415,26 +536,10 @@ fn train_killed_and_resumed_ends_as_an_uninterrupted_run() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
-    let args = strings(&[
-        "-q",
-        "train",
-        "--arch",
-        "simcnn",
-        "--width",
-        "0.125",
-        "--epochs",
-        "3",
-        "--limit",
-        "600",
-        "--batch-size",
-        "64",
-        "--augment",
-        "none",
-        "--seed",
-        "11",
-        "--out",
-        "out",
-    ]);
+    let args = command_line(
+        "-q train --arch simcnn --width 0.125 --epochs 3 --limit 600 --batch-size 64 --augment none --seed 11 --out out",
+        "",
+    );
     let reference = run_watched(&a, &args, train_progress);
     let resume = with_resume(&args);
     let log = kill_and_resume(
@@ -466,6 +571,25 @@ fn train_killed_and_resumed_ends_as_an_uninterrupted_run() {
     );
     // model.json, model.safetensors, checkpoint.json and one checkpoint tensors file
     assert_eq!(files, 4);
+
+    // saving the model again (a resume of the finished run) on a full disk / into a
+    // read-only directory fails on the model's weights, which stay as they were
+    let needles = &[
+        "cannot write out/model.safetensors",
+        "any earlier version of the file is unchanged",
+    ];
+    fails_cleanly(
+        &a,
+        &resume,
+        Obstacle::FileSizeLimit(64 << 10),
+        &[needles[0], needles[1], "File too large"],
+    );
+    fails_cleanly(
+        &a,
+        &resume,
+        Obstacle::ReadOnly,
+        &[needles[0], needles[1], "Permission denied"],
+    );
 }
 
 #[test]
@@ -475,28 +599,10 @@ fn grad_decompose_killed_and_resumed_ends_as_an_uninterrupted_run() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
-    let args = strings(&[
-        "-q",
-        "decompose",
-        "--model",
+    let args = command_line(
+        "-q decompose --model MODEL --method grad --warmup-epochs 1 --epochs 2 --pattern-mask 1 --pattern-head 1 --limit 256 --seed 5 --out out",
         &model,
-        "--method",
-        "grad",
-        "--warmup-epochs",
-        "1",
-        "--epochs",
-        "2",
-        "--pattern-mask",
-        "1",
-        "--pattern-head",
-        "1",
-        "--limit",
-        "256",
-        "--seed",
-        "5",
-        "--out",
-        "out",
-    ]);
+    );
     let reference = run_watched(&a, &args, grad_progress);
     let resume = with_resume(&args);
     let log = kill_and_resume(
@@ -521,6 +627,23 @@ fn grad_decompose_killed_and_resumed_ends_as_an_uninterrupted_run() {
     );
     // 10 modules × 2 files, the run record, the checkpoint's JSON and tensors
     assert_eq!(files, 23);
+
+    // one epoch more on a full disk / into a read-only directory: the new checkpoint cannot
+    // be written, and the modules, record and old checkpoint stay as they were
+    let longer = with_value(&resume, "--epochs", "3");
+    let needle = "cannot write out/checkpoint/gradsplit-epoch4.safetensors";
+    fails_cleanly(
+        &a,
+        &longer,
+        Obstacle::FileSizeLimit(16 << 10),
+        &[needle, "File too large"],
+    );
+    fails_cleanly(
+        &a,
+        &longer,
+        Obstacle::ReadOnly,
+        &[needle, "Permission denied"],
+    );
 }
 
 #[test]
@@ -530,28 +653,10 @@ fn ga_decompose_killed_and_resumed_ends_as_an_uninterrupted_run() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
-    let args = strings(&[
-        "-q",
-        "decompose",
-        "--model",
+    let args = command_line(
+        "-q decompose --model MODEL --method ga --generations 3 --population 4 --parents 2 --keep 2 --fitness-images 60 --seed 9 --out out",
         &model,
-        "--method",
-        "ga",
-        "--generations",
-        "3",
-        "--population",
-        "4",
-        "--parents",
-        "2",
-        "--keep",
-        "2",
-        "--fitness-images",
-        "60",
-        "--seed",
-        "9",
-        "--out",
-        "out",
-    ]);
+    );
     let reference = run_watched(&a, &args, ga_progress);
     let resume = with_resume(&args);
     let log = kill_and_resume(
@@ -586,4 +691,20 @@ fn ga_decompose_killed_and_resumed_ends_as_an_uninterrupted_run() {
     );
     // 10 modules × 2 files, the run record, the prelude and the state
     assert_eq!(files, 23);
+
+    // writing the modules again (a resume of the finished run; a finished GA cannot be
+    // extended) on a full disk / into a read-only directory fails on the first module
+    let needle = "cannot write out/module_0/module.safetensors";
+    fails_cleanly(
+        &a,
+        &resume,
+        Obstacle::FileSizeLimit(1 << 10),
+        &[needle, "File too large"],
+    );
+    fails_cleanly(
+        &a,
+        &resume,
+        Obstacle::ReadOnly,
+        &[needle, "Permission denied"],
+    );
 }
