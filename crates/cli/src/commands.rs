@@ -381,7 +381,8 @@ fn predict_inputs(path: &Path, format: &InputFormat, dev: &Device) -> Result<Ten
             &[name.to_string_lossy().to_string()],
             "input",
             None,
-        )?;
+        )
+        .with_context(|| format!("--input {}", path.display()))?;
         if set.is_empty() {
             bail!("{}: no .png or .jpg images in this folder", path.display());
         }

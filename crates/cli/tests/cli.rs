@@ -171,7 +171,7 @@ fn train_eval_predict_decompose_compose_on_the_bundled_data() {
             p(&other),
             "-q",
         ],
-        &["module_0"],
+        &["module_0", "module was extracted from a model with SHA-256"],
     );
     // tolerance outside [0, 1]
     fails_with(
