@@ -391,6 +391,7 @@ fn fails_cleanly(cwd: &Path, args: &[String], obstacle: Obstacle, needles: &[&st
     for n in needles {
         assert!(err.contains(n), "expected `{n}` in: {err}");
     }
+    assert_eq!(err.matches("(os error").count(), 1, "the cause once: {err}");
     let after = snapshot(&out);
     assert_eq!(
         before.keys().collect::<Vec<_>>(),
