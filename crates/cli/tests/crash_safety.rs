@@ -207,6 +207,9 @@ fn add_checkpoint_debris(ckpt: &Path, json_name: &str, tensors_prefix: &str) {
     .unwrap();
 }
 
+/// Attempts killed per run (fewer when an attempt finishes before its kill).
+const KILLS: usize = 3;
+
 /// What happened to the interrupted run.
 struct KillLog {
     /// Progress (units done) at each kill.
@@ -215,7 +218,7 @@ struct KillLog {
     files_checked: usize,
 }
 
-/// Run `first` then `resume` in `cwd`, killing `kills` attempts with SIGKILL at seeded random
+/// Run `first` then `resume` in `cwd`, killing up to [`KILLS`] attempts with SIGKILL at seeded random
 /// points, then resume to completion. Each kill point is a unit `m` drawn from those not yet
 /// done and a delay drawn within half the reference's shortest unit, counted from the moment
 /// unit `m` is seen done (`m` = the current progress: from the start of the process), so
@@ -227,7 +230,6 @@ fn kill_and_resume(
     reference: &Reference,
     progress: Progress,
     seed: u64,
-    kills: usize,
     debris: &dyn Fn(&Path),
 ) -> KillLog {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -237,7 +239,7 @@ fn kill_and_resume(
     };
     let out = cwd.join("out");
     let half_unit = (reference.shortest_unit / 2).as_millis().max(2) as u64;
-    for attempt in 0..kills {
+    for attempt in 0..KILLS {
         if progress(&out) >= reference.units && attempt > 0 {
             break;
         }
@@ -550,7 +552,6 @@ fn train_killed_and_resumed_ends_as_an_uninterrupted_run() {
         &reference,
         train_progress,
         0xC0FFEE,
-        3,
         &|out| {
             add_checkpoint_debris(
                 &out.join("checkpoint"),
@@ -613,7 +614,6 @@ fn grad_decompose_killed_and_resumed_ends_as_an_uninterrupted_run() {
         &reference,
         grad_progress,
         0xBEEF,
-        3,
         &|out| add_checkpoint_debris(&out.join("checkpoint"), "gradsplit.json", "gradsplit-epoch"),
     );
     assert!(!log.killed_at.is_empty(), "no attempt was killed");
@@ -667,7 +667,6 @@ fn ga_decompose_killed_and_resumed_ends_as_an_uninterrupted_run() {
         &reference,
         ga_progress,
         0xFACADE,
-        3,
         &|out| {
             // a half-written temp file of the next state
             let ckpt = out.join("checkpoint");
