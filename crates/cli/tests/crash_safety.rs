@@ -602,7 +602,7 @@ fn grad_decompose_killed_and_resumed_ends_as_an_uninterrupted_run() {
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
     let args = command_line(
-        "-q decompose --model MODEL --method grad --warmup-epochs 1 --epochs 2 --pattern-mask 1 --pattern-head 1 --limit 256 --seed 5 --out out",
+        "-q decompose --model MODEL --method grad --warmup-epochs 1 --epochs 2 --pattern-mask 1 --pattern-head 1 --limit 128 --seed 5 --out out",
         &model,
     );
     let reference = run_watched(&a, &args, grad_progress);
