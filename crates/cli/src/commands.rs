@@ -206,6 +206,8 @@ fn train_model(g: &Global, a: &TrainArgs) -> Result<serde_json::Value> {
             a.out.display()
         );
     }
+    // temp files of a run that was killed mid-write are never read; clear them away
+    cnn_models::files::remove_stale_temp_files(&a.out, 1)?;
     let mut model = Model::init(spec.clone(), a.seed, &dev)?;
     model.set_ops(if dev.is_cpu() {
         g.ops
@@ -398,7 +400,8 @@ pub fn read_predict_input(path: &Path) -> Result<PredictInput> {
             &[name.to_string_lossy().to_string()],
             "input",
             None,
-        )?;
+        )
+        .with_context(|| format!("--input {}", path.display()))?;
         if set.is_empty() {
             bail!("{}: no .png or .jpg images in this folder", path.display());
         }

@@ -41,7 +41,24 @@ fn main() {
     let cli = args::Cli::parse();
     progress::init_logging(cli.global.verbose, cli.global.quiet);
     if let Err(err) = commands::run(cli) {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", error_message(&err));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, `outer: inner: …`, leaving out a cause whose text
+/// the line already holds (many errors print their I/O cause themselves, naming the file).
+fn error_message(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -87,6 +87,8 @@ pub fn prepare(g: &Global, a: &DecomposeArgs) -> Result<Prepared> {
             a.out.display()
         );
     }
+    // temp files of a run that was killed mid-write are never read; clear them away
+    cnn_models::files::remove_stale_temp_files(&a.out, 2)?;
     Ok(Prepared {
         model,
         meta,

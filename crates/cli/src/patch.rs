@@ -83,6 +83,10 @@ pub fn patch_model(g: &Global, a: &PatchArgs) -> Result<(PatchReport, serde_json
             out.display()
         );
     }
+    if let Some(out) = &a.out {
+        // temp files of a patch that was killed mid-write are never read; clear them away
+        cnn_models::files::remove_stale_temp_files(out, 1)?;
+    }
     let dev = device(g.device)?;
     let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
     let mdir = module_dir(&a.module);

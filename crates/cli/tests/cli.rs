@@ -171,7 +171,7 @@ fn train_eval_predict_decompose_compose_on_the_bundled_data() {
             p(&other),
             "-q",
         ],
-        &["module_0"],
+        &["module_0", "module was extracted from a model with SHA-256"],
     );
     // tolerance outside [0, 1]
     fails_with(
@@ -184,7 +184,7 @@ fn train_eval_predict_decompose_compose_on_the_bundled_data() {
             "--tolerance",
             "2",
         ],
-        &["--tolerance"],
+        &["--tolerance must be within [0, 1], got 2"],
     );
 }
 
@@ -349,7 +349,7 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
             "--target",
             "Giraffe",
         ],
-        &["Giraffe", "not one of the model's classes"],
+        &["target class `Giraffe` is not one of the model's classes (T-shirt/top, Trouser,"],
     );
     // a module that takes another input than the weak model
     let odd = tmp.path().join("odd-module");
@@ -394,7 +394,7 @@ fn bad_inputs_give_clear_errors() {
             "--out",
             p(&tmp.path().join("m")),
         ],
-        &["/nonexistent/dir"],
+        &["loading dataset cifar10=/nonexistent/dir: /nonexistent/dir: dataset folder not found\n"],
     );
     fails_with(&["eval", "--model", p(tmp.path())], &["no model.json"]);
     fails_with(

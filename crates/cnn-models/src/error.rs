@@ -61,6 +61,15 @@ pub enum ModelError {
         /// Cause.
         source: std::io::Error,
     },
+    /// A file could not be written (disk full, read-only directory, …); any earlier version
+    /// of the file is unchanged.
+    #[error("cannot write {path}: {source} (any earlier version of the file is unchanged)")]
+    Write {
+        /// File (or directory) that could not be written.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
     /// A module was loaded against a parent model whose weights differ from the ones it was
     /// extracted from.
     #[error("{path}: module was extracted from a model with SHA-256 {expected}, the given parent has {found}")]
@@ -97,6 +106,13 @@ impl ModelError {
     /// Wrap an I/O error with its path.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    /// Wrap an I/O error of a write with its path.
+    pub fn write(path: &Path, source: std::io::Error) -> Self {
+        ModelError::Write {
             path: path.to_path_buf(),
             source,
         }

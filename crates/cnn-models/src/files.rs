@@ -21,19 +21,44 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// File name of the metadata inside a model directory.
 pub const META_FILE: &str = "model.json";
 
-/// Write `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
-/// A crash leaves either the old file or the new one, never a half-written file.
+/// Marker between a final file name and the writer's process id in temp file names.
+const TEMP_MARKER: &str = ".tmp-";
+
+/// Name of the temp file that [`atomic_write`] of this process fills before renaming it to
+/// `name`: `.NAME.tmp-PID`, hidden, and never a name any reader looks for.
+pub fn temp_file_name(name: &str) -> String {
+    format!(".{name}{TEMP_MARKER}{}", std::process::id())
+}
+
+/// Whether `name` is a temp file name of [`atomic_write`] (of any process).
+pub fn is_temp_file_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else {
+        return false;
+    };
+    match rest.rfind(TEMP_MARKER) {
+        Some(at) if at > 0 => {
+            let pid = &rest[at + TEMP_MARKER.len()..];
+            !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
+/// Write `bytes` to `path` atomically: a temp file in the same directory
+/// ([`temp_file_name`]), fsync, rename, fsync of the directory. A crash leaves either the old
+/// file or the new one under `path`, never a half-written file; a failed write (disk full,
+/// read-only directory) removes its temp file and leaves the old file untouched.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::write(dir, e))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = dir.join(temp_file_name(&name));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -42,9 +67,111 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(ModelError::io(path, e));
+        return Err(ModelError::write(path, e));
+    }
+    // make the rename itself durable; file systems that cannot sync a directory are fine
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Remove the temp files an interrupted [`atomic_write`] left in `dir` and in its
+/// subdirectories down to `depth` levels (0: `dir` only). Returns how many were removed.
+/// Call it only on directories this run owns (its `--out`): a temp file of a writer that is
+/// still running would be removed too.
+pub fn remove_stale_temp_files(dir: &Path, depth: usize) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| ModelError::io(dir, e))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| ModelError::io(&path, e))?;
+        if kind.is_dir() && depth > 0 {
+            removed += remove_stale_temp_files(&path, depth - 1)?;
+        } else if kind.is_file() && is_temp_file_name(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(&path).map_err(|e| ModelError::write(&path, e))?;
+            tracing::info!("removed {}, left by an interrupted run", path.display());
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The format versions of an artefact that this build reads, for error messages:
+/// `version 1`, `versions 1 and 2`, `versions 1, 2 and 3`.
+fn versions_text(supported: &[u32]) -> String {
+    let parts: Vec<String> = supported.iter().map(u32::to_string).collect();
+    match parts.split_last() {
+        Some((last, rest)) if !rest.is_empty() => {
+            format!("versions {} and {last}", rest.join(", "))
+        }
+        _ => format!("version {}", parts.join("")),
+    }
+}
+
+/// Check the `format` tag and `format_version` of a JSON artefact read from `path`; `what`
+/// names the kind of file in errors ("model", "module", "training checkpoint"). Returns the
+/// version found. A version outside `supported` fails with
+/// "PATH: WHAT format version X found; this cnnsplit (V) reads version Y", plus whether the
+/// file is newer or older than this build.
+pub fn check_format(
+    path: &Path,
+    value: &serde_json::Value,
+    format: &str,
+    supported: &[u32],
+    what: &str,
+) -> Result<u32> {
+    if value.get("format").and_then(|f| f.as_str()) != Some(format) {
+        return Err(ModelError::bad(
+            path,
+            format!("not a cnnsplit {what} file (format must be \"{format}\")"),
+        ));
+    }
+    check_version(path, value.get("format_version"), supported, what)
+}
+
+/// Check a `format_version` value (`None`: the field is missing) against the versions this
+/// build reads; see [`check_format`] for the message.
+pub fn check_version(
+    path: &Path,
+    version: Option<&serde_json::Value>,
+    supported: &[u32],
+    what: &str,
+) -> Result<u32> {
+    let found = match version {
+        Some(v) => v.as_u64().ok_or_else(|| {
+            ModelError::bad(
+                path,
+                format!("{what} format_version {v} is not a whole number"),
+            )
+        })?,
+        None => {
+            return Err(ModelError::bad(
+                path,
+                format!("{what} file has no format_version"),
+            ))
+        }
+    };
+    if let Some(&v) = supported.iter().find(|&&v| u64::from(v) == found) {
+        return Ok(v);
+    }
+    let newest = supported.iter().copied().max().unwrap_or(0);
+    let advice = if found > u64::from(newest) {
+        "it was written by a newer cnnsplit: upgrade cnnsplit to read it"
+    } else {
+        "it was written by an older cnnsplit: recreate it with this one"
+    };
+    Err(ModelError::bad(
+        path,
+        format!(
+            "{what} format version {found} found; this cnnsplit ({}) reads {} ({advice})",
+            env!("CARGO_PKG_VERSION"),
+            versions_text(supported)
+        ),
+    ))
 }
 
 /// Lower-case hex SHA-256 of bytes.
@@ -134,34 +261,24 @@ pub fn save_model(dir: &Path, model: &Model, meta: &ModelMeta) -> Result<String>
     Ok(sha)
 }
 
-/// Read a JSON artefact file and check its `format` tag and `format_version`; `what` names
-/// the kind of file in errors ("model", "module").
+/// Read a JSON artefact file and check its `format` tag and `format_version` (see
+/// [`check_format`]); `what` names the kind of file in errors ("model", "module").
 pub fn read_versioned_json(
     path: &Path,
     format: &str,
     version: u32,
     what: &str,
 ) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ModelError::bad(path, format!("not valid JSON: {e}")))?;
-    if value.get("format").and_then(|f| f.as_str()) != Some(format) {
-        return Err(ModelError::bad(
-            path,
-            format!("not a cnnsplit {what} file (format must be \"{format}\")"),
-        ));
-    }
-    let found = value
-        .get("format_version")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0);
-    if found != version as u64 {
-        return Err(ModelError::bad(
-            path,
-            format!("{what} format version {found} found; this build reads version {version}"),
-        ));
-    }
+    let value = read_json_value(path)?;
+    check_format(path, &value, format, &[version], what)?;
     Ok(value)
+}
+
+/// Read a JSON file into a value; errors name the file and say whether it is unreadable or
+/// not JSON (a truncated file is the latter).
+pub fn read_json_value(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| ModelError::bad(path, format!("not valid JSON: {e}")))
 }
 
 /// Read and check a `model.json`.

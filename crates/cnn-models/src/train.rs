@@ -162,13 +162,23 @@ pub fn sgd_step(
     Ok(())
 }
 
-const CHECKPOINT_FORMAT: &str = "cnnsplit-train-checkpoint";
-const CHECKPOINT_VERSION: u32 = 1;
+/// Format tag of a training checkpoint's `checkpoint.json`.
+pub const CHECKPOINT_FORMAT: &str = "cnnsplit-train-checkpoint";
+/// The training-checkpoint format version this build writes. Version 2 names its tensors
+/// file in `checkpoint.json` (one file per epoch), so that a crash between writing the
+/// tensors and the JSON leaves the previous epoch's pair intact.
+pub const CHECKPOINT_VERSION: u32 = 2;
+/// The training-checkpoint format versions this build reads: version 1 (tensors always in
+/// `checkpoint.safetensors`) resumes like version 2.
+pub const CHECKPOINT_VERSIONS_READ: [u32; 2] = [1, 2];
 
 #[derive(Serialize, Deserialize)]
 struct CheckpointMeta {
     format: String,
     format_version: u32,
+    /// Tensors file of this checkpoint (absent in version 1: [`CKPT_TENSORS_V1`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tensors_file: Option<String>,
     config: TrainConfig,
     spec_name: String,
     data_fingerprint: String,
@@ -355,8 +365,21 @@ pub fn train(
     })
 }
 
-const CKPT_TENSORS: &str = "checkpoint.safetensors";
-const CKPT_META: &str = "checkpoint.json";
+/// Tensors file of a version-1 checkpoint.
+const CKPT_TENSORS_V1: &str = "checkpoint.safetensors";
+/// Metadata file of a training checkpoint; written last, it commits the checkpoint.
+pub const CKPT_META: &str = "checkpoint.json";
+
+/// Tensors file of the checkpoint after `done` epochs.
+fn tensors_file_name(done: usize) -> String {
+    format!("checkpoint-epoch{done}.safetensors")
+}
+
+/// Whether `name` is a checkpoint tensors file (of any epoch, or of version 1).
+fn is_tensors_file_name(name: &str) -> bool {
+    name == CKPT_TENSORS_V1
+        || (name.starts_with("checkpoint-epoch") && name.ends_with(".safetensors"))
+}
 
 fn save_checkpoint(
     dir: &Path,
@@ -377,9 +400,11 @@ fn save_checkpoint(
         all.insert(format!("best.{k}"), t.clone());
     }
     let bytes = crate::weights::safetensors_bytes(&all, &[])?;
+    let tensors_file = tensors_file_name(done);
     let meta = CheckpointMeta {
         format: CHECKPOINT_FORMAT.into(),
         format_version: CHECKPOINT_VERSION,
+        tensors_file: Some(tensors_file.clone()),
         config: cfg.clone(),
         spec_name: model.spec().name.clone(),
         data_fingerprint: fp.to_string(),
@@ -389,9 +414,25 @@ fn save_checkpoint(
         best_val_accuracy: st.best_val,
         tensors_sha256: sha256_hex(&bytes),
     };
-    atomic_write(&dir.join(CKPT_TENSORS), &bytes)?;
+    // tensors first under their own name, then the JSON that points to them: until the
+    // JSON's rename, the previous checkpoint stays whole
+    atomic_write(&dir.join(&tensors_file), &bytes)?;
     let json = serde_json::to_vec_pretty(&meta).map_err(|e| ModelError::Mismatch(e.to_string()))?;
-    atomic_write(&dir.join(CKPT_META), &json)
+    atomic_write(&dir.join(CKPT_META), &json)?;
+    remove_other_tensors_files(dir, &tensors_file)
+}
+
+/// Delete the tensors files of earlier checkpoints (and of an interrupted attempt).
+fn remove_other_tensors_files(dir: &Path, keep: &str) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| ModelError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name != keep && is_tensors_file_name(&name) {
+            std::fs::remove_file(entry.path()).map_err(|e| ModelError::write(&entry.path(), e))?;
+        }
+    }
+    Ok(())
 }
 
 fn load_checkpoint(
@@ -407,15 +448,16 @@ fn load_checkpoint(
         tracing::warn!("no checkpoint in {}: starting from scratch", dir.display());
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&meta_path).map_err(|e| ModelError::io(&meta_path, e))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text)
+    let value = crate::files::read_json_value(&meta_path)?;
+    crate::files::check_format(
+        &meta_path,
+        &value,
+        CHECKPOINT_FORMAT,
+        &CHECKPOINT_VERSIONS_READ,
+        "training checkpoint",
+    )?;
+    let meta: CheckpointMeta = serde_json::from_value(value)
         .map_err(|e| ModelError::bad(&meta_path, format!("not a training checkpoint: {e}")))?;
-    if meta.format != CHECKPOINT_FORMAT || meta.format_version != CHECKPOINT_VERSION {
-        return Err(ModelError::bad(
-            &meta_path,
-            format!("checkpoint format {} v{} found; this build reads {CHECKPOINT_FORMAT} v{CHECKPOINT_VERSION}", meta.format, meta.format_version),
-        ));
-    }
     if meta.config != *cfg {
         return Err(ModelError::bad(
             &meta_path,
@@ -431,7 +473,14 @@ fn load_checkpoint(
             "the checkpoint was made for a different model or dataset split",
         ));
     }
-    let tpath = dir.join(CKPT_TENSORS);
+    let tensors_file = meta.tensors_file.as_deref().unwrap_or(CKPT_TENSORS_V1);
+    if !is_tensors_file_name(tensors_file) {
+        return Err(ModelError::bad(
+            &meta_path,
+            format!("tensors_file `{tensors_file}` is not a checkpoint tensors file name"),
+        ));
+    }
+    let tpath = dir.join(tensors_file);
     let bytes = std::fs::read(&tpath).map_err(|e| ModelError::io(&tpath, e))?;
     if sha256_hex(&bytes) != meta.tensors_sha256 {
         return Err(ModelError::bad(

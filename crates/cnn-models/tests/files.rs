@@ -225,3 +225,91 @@ fn tampered_or_truncated_weights_are_detected() {
         .to_string();
     assert!(err.contains("no model.json"), "{err}");
 }
+
+/// Rewrite `format_version` (or remove it with `None`) in a JSON artefact.
+fn set_version(path: &std::path::Path, version: Option<u64>) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let m = v.as_object_mut().unwrap();
+    match version {
+        Some(n) => m.insert("format_version".into(), serde_json::json!(n)),
+        None => m.remove("format_version"),
+    };
+    std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn model_and_module_files_of_other_versions_name_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::init(presets::simcnn(0.0625, 3, 10, true), 5, &Device::Cpu).unwrap();
+    save_model(dir.path(), &model, &meta_for(&model)).unwrap();
+    let meta_path = dir.path().join("model.json");
+    let load = || {
+        load_model(dir.path(), &Device::Cpu)
+            .unwrap_err()
+            .to_string()
+    };
+    set_version(&meta_path, Some(2));
+    let err = load();
+    assert!(
+        err.contains("model.json: model format version 2 found; this cnnsplit (")
+            && err.contains(") reads version 1 (it was written by a newer cnnsplit: upgrade cnnsplit to read it)"),
+        "{err}"
+    );
+    set_version(&meta_path, Some(0));
+    let err = load();
+    assert!(
+        err.contains("model format version 0 found")
+            && err.contains("written by an older cnnsplit: recreate it with this one"),
+        "{err}"
+    );
+    set_version(&meta_path, None);
+    assert!(load().contains("model.json: model file has no format_version"));
+    std::fs::write(
+        &meta_path,
+        r#"{"format": "cnnsplit-module", "format_version": 1}"#,
+    )
+    .unwrap();
+    assert!(load().contains(r#"not a cnnsplit model file (format must be "cnnsplit-model")"#));
+
+    // module.json
+    let masks: Vec<Vec<bool>> = model
+        .analysis()
+        .sites
+        .iter()
+        .map(|s| (0..s.channels).map(|k| k % 2 == 0).collect())
+        .collect();
+    let module = cnn_models::module::build_module(
+        &model,
+        "parent",
+        &masks,
+        cnn_models::ModuleSource::Logit,
+        3,
+        "Dress",
+        InputFormat::for_dataset(DatasetKind::FashionMnist),
+        None,
+    )
+    .unwrap();
+    let mdir = dir.path().join("module_3");
+    cnn_models::module::save_module(&mdir, &module).unwrap();
+    let load_module = || {
+        cnn_models::module::load_module(&mdir, None, &Device::Cpu)
+            .map(|_| ())
+            .expect_err("refused")
+            .to_string()
+    };
+    set_version(&mdir.join("module.json"), Some(2));
+    let err = load_module();
+    assert!(
+        err.contains("module.json: module format version 2 found")
+            && err.contains("reads version 1")
+            && err.contains("newer cnnsplit"),
+        "{err}"
+    );
+    set_version(&mdir.join("module.json"), Some(0));
+    let err = load_module();
+    assert!(
+        err.contains("module format version 0 found") && err.contains("older cnnsplit"),
+        "{err}"
+    );
+}

@@ -450,3 +450,116 @@ fn metrics_match_hand_computed_values() {
     // argmax ties go to the lowest index
     assert_eq!(argmax_rows(&[1.0, 3.0, 3.0, 2.0, 2.0, 0.0], 3), vec![1, 0]);
 }
+
+/// Rewrite a format-2 training checkpoint in `dir` as format 1 wrote it: tensors in
+/// `checkpoint.safetensors`, no `tensors_file`, `format_version` 1.
+fn downgrade_to_v1(dir: &std::path::Path) {
+    let meta_path = dir.join("checkpoint.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    let tensors = v["tensors_file"].as_str().unwrap().to_string();
+    std::fs::rename(dir.join(&tensors), dir.join("checkpoint.safetensors")).unwrap();
+    let m = v.as_object_mut().unwrap();
+    m.remove("tensors_file");
+    m.insert("format_version".into(), serde_json::json!(1));
+    std::fs::write(&meta_path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn checkpoint_format_1_resumes_and_other_versions_are_refused_with_both_versions() {
+    let set = quadrant_set(12);
+    let (train, val) = DataSplit::Holdout {
+        val_fraction: 0.25,
+        limit: None,
+    }
+    .indices(&set, 2)
+    .unwrap();
+    let data = TrainData {
+        set: &set,
+        train,
+        val,
+        format: format16(),
+    };
+    let mut full = Model::init(tiny_spec(), 9, &Device::Cpu).unwrap();
+    cnn_models::train(&mut full, &data, &cfg(3), None, false, &mut |_| {}).unwrap();
+
+    // a 3-epoch run interrupted after epoch 2 (its 2-epoch checkpoint patched to 3 epochs)
+    let dir = tempfile::tempdir().unwrap();
+    let mut two = cfg(3);
+    two.epochs = 2;
+    let mut first = Model::init(tiny_spec(), 9, &Device::Cpu).unwrap();
+    cnn_models::train(
+        &mut first,
+        &data,
+        &two,
+        Some(dir.path()),
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    let meta_path = dir.path().join("checkpoint.json");
+    let text =
+        std::fs::read_to_string(&meta_path)
+            .unwrap()
+            .replacen("\"epochs\": 2", "\"epochs\": 3", 1);
+    std::fs::write(&meta_path, &text).unwrap();
+    let v2 = text.clone();
+
+    // format 1 (cnnsplit before crash-safe checkpoints) resumes to the same weights
+    downgrade_to_v1(dir.path());
+    let mut resumed = Model::init(tiny_spec(), 9, &Device::Cpu).unwrap();
+    let report = cnn_models::train(
+        &mut resumed,
+        &data,
+        &cfg(3),
+        Some(dir.path()),
+        true,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(report.resumed_after, Some(2));
+    for (k, t) in full.tensors() {
+        let a: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = resumed
+            .tensor(k)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(a, b, "{k}");
+    }
+    // … and the checkpoint it leaves is format 2, the old tensors file gone
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["checkpoint-epoch3.safetensors", "checkpoint.json"]);
+    assert!(std::fs::read_to_string(&meta_path)
+        .unwrap()
+        .contains("\"format_version\": 2"));
+
+    // a newer and an older version than this build reads, and a truncated file
+    let resume = |json: &str| {
+        std::fs::write(&meta_path, json).unwrap();
+        let mut m = Model::init(tiny_spec(), 9, &Device::Cpu).unwrap();
+        cnn_models::train(&mut m, &data, &cfg(3), Some(dir.path()), true, &mut |_| {})
+            .unwrap_err()
+            .to_string()
+    };
+    let err = resume(&v2.replace("\"format_version\": 2", "\"format_version\": 3"));
+    assert!(
+        err.contains("checkpoint.json: training checkpoint format version 3 found; this cnnsplit")
+            && err.contains("reads versions 1 and 2")
+            && err.contains("newer cnnsplit"),
+        "{err}"
+    );
+    let err = resume(&v2.replace("\"format_version\": 2", "\"format_version\": 0"));
+    assert!(
+        err.contains("format version 0 found") && err.contains("older cnnsplit"),
+        "{err}"
+    );
+    let err = resume(&v2[..v2.len() / 2]);
+    assert!(err.contains("checkpoint.json: not valid JSON"), "{err}");
+}

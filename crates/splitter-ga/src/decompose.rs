@@ -23,6 +23,8 @@ use crate::sensitivity::{layer_sensitivity, LayerSensitivity};
 pub const CHECKPOINT_FORMAT: &str = "cnnsplit-ga-checkpoint";
 /// File holding importance, sensitivity and the run's settings.
 pub const PRELUDE_FILE: &str = "ga_prelude.json";
+/// Format version of the prelude file this build writes and reads.
+pub const PRELUDE_FORMAT_VERSION: u32 = 1;
 /// File holding the GA state after the last finished generation.
 pub const STATE_FILE: &str = "ga_state.json";
 
@@ -151,15 +153,42 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     Ok(())
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| GaError::File {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    serde_json::from_str(&text).map_err(|e| GaError::File {
+/// Read a checkpoint file, check its format version first (so a file of another version is
+/// named as such, not as unreadable), then decode it.
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, kind: CheckpointFile) -> Result<T> {
+    let value = cnn_models::files::read_json_value(path)?;
+    match kind {
+        CheckpointFile::Prelude => {
+            cnn_models::files::check_format(
+                path,
+                &value,
+                CHECKPOINT_FORMAT,
+                &[PRELUDE_FORMAT_VERSION],
+                "CNNSplitter checkpoint",
+            )?;
+        }
+        CheckpointFile::State => {
+            cnn_models::files::check_version(
+                path,
+                value.get("state").and_then(|s| s.get("format_version")),
+                &[crate::run::CHECKPOINT_FORMAT_VERSION],
+                "CNNSplitter state",
+            )?;
+        }
+    }
+    serde_json::from_value(value).map_err(|e| GaError::File {
         path: path.to_path_buf(),
         message: format!("not a readable GA checkpoint: {e}"),
     })
+}
+
+/// The two files of a GA checkpoint.
+#[derive(Clone, Copy)]
+enum CheckpointFile {
+    /// [`PRELUDE_FILE`].
+    Prelude,
+    /// [`STATE_FILE`].
+    State,
 }
 
 fn differences(a: &serde_json::Value, b: &serde_json::Value, at: &str, out: &mut Vec<String>) {
@@ -205,23 +234,11 @@ pub fn ga_split(
     let prelude_path: Option<PathBuf> = checkpoint.map(|d| d.join(PRELUDE_FILE));
     let state_path: Option<PathBuf> = checkpoint.map(|d| d.join(STATE_FILE));
     if let Some(dir) = checkpoint {
-        std::fs::create_dir_all(dir).map_err(|e| GaError::File {
-            path: dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        std::fs::create_dir_all(dir).map_err(|e| cnn_models::ModelError::write(dir, e))?;
     }
     let resumed: Option<Prelude> = match &prelude_path {
         Some(p) if resume && p.exists() => {
-            let prelude: Prelude = read_json(p)?;
-            if prelude.format != CHECKPOINT_FORMAT || prelude.format_version != 1 {
-                return Err(GaError::File {
-                    path: p.clone(),
-                    message: format!(
-                        "checkpoint format {} v{} found; this build reads {CHECKPOINT_FORMAT} v1",
-                        prelude.format, prelude.format_version
-                    ),
-                });
-            }
+            let prelude: Prelude = read_json(p, CheckpointFile::Prelude)?;
             let mut diffs = Vec::new();
             differences(
                 &serde_json::to_value(&prelude.config)?,
@@ -269,11 +286,18 @@ pub fn ga_split(
                 }
             };
             if let Some(p) = &prelude_path {
+                // the old state goes first: a crash before the new prelude is written must not
+                // leave an old run's state next to this run's prelude
+                if let Some(s) = &state_path {
+                    if s.exists() {
+                        std::fs::remove_file(s).map_err(|e| cnn_models::ModelError::write(s, e))?;
+                    }
+                }
                 write_json(
                     p,
                     &Prelude {
                         format: CHECKPOINT_FORMAT.into(),
-                        format_version: 1,
+                        format_version: PRELUDE_FORMAT_VERSION,
                         config: config.clone(),
                         model_sha256: model_sha256.into(),
                         data_sha256: data_sha256.clone(),
@@ -282,9 +306,6 @@ pub fn ga_split(
                         sensitive_layers: sensitive.clone(),
                     },
                 )?;
-                if let Some(s) = &state_path {
-                    let _ = std::fs::remove_file(s);
-                }
             }
             (importance, sensitivity, sensitive)
         }
@@ -300,7 +321,7 @@ pub fn ga_split(
     ga.sensitive_layers = sensitive_layers.clone();
     let orders = importance.orders();
     let saved: Option<Saved> = match &state_path {
-        Some(p) if resume && p.exists() => Some(read_json(p)?),
+        Some(p) if resume && p.exists() => Some(read_json(p, CheckpointFile::State)?),
         _ => None,
     };
     let (mut run, mut generation_seconds) = match saved {

@@ -92,7 +92,7 @@ mod sensitivity;
 pub use config::{beam_group_sizes, GaConfig, GaPreset, InitStrategy, SelectionSplit, ThetaTable};
 pub use decompose::{
     ga_split, GaSplitConfig, GaSplitEvent, GaSplitResult, CHECKPOINT_FORMAT, PRELUDE_FILE,
-    STATE_FILE,
+    PRELUDE_FORMAT_VERSION, STATE_FILE,
 };
 pub use error::{GaError, Result};
 pub use evaluator::{chromosome_masks, gene_layers_of, ModelEvaluator};

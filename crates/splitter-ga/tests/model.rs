@@ -228,3 +228,58 @@ fn different_seeds_explore_differently() {
     let b = ga_split(&model, "sha", &x, &labels, &cfg, None, false, &mut |_| {}).unwrap();
     assert_ne!(a.outcome.history[0].fitness, b.outcome.history[0].fitness);
 }
+
+#[test]
+fn checkpoint_files_of_other_versions_are_refused_with_both_versions() {
+    let model = tiny_model(7);
+    let x = images(12, 8);
+    let labels: Vec<u32> = (0..12).map(|i| i % 3).collect();
+    let mut cfg = small_config();
+    cfg.ga.generations = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        ga_split(
+            &model,
+            "sha",
+            &x,
+            &labels,
+            &cfg,
+            Some(dir.path()),
+            true,
+            &mut |_| {},
+        )
+    };
+    run().unwrap();
+    let edit = |file: &str, pointer: &str, version: u64| {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        *v.pointer_mut(pointer).unwrap() = serde_json::json!(version);
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        text
+    };
+    let prelude = edit(splitter_ga::PRELUDE_FILE, "/format_version", 2);
+    let err = run().unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "ga_prelude.json: CNNSplitter checkpoint format version 2 found; this cnnsplit"
+        ) && err.contains("reads version 1")
+            && err.contains("newer cnnsplit"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join(splitter_ga::PRELUDE_FILE), prelude).unwrap();
+    let state = edit(STATE_FILE, "/state/format_version", 0);
+    let err = run().unwrap_err().to_string();
+    assert!(
+        err.contains("ga_state.json: CNNSplitter state format version 0 found")
+            && err.contains("reads version 1")
+            && err.contains("older cnnsplit"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join(STATE_FILE), &state[..state.len() / 2]).unwrap();
+    let err = run().unwrap_err().to_string();
+    assert!(err.contains("ga_state.json: not valid JSON"), "{err}");
+    // the untouched checkpoint still resumes
+    std::fs::write(dir.path().join(STATE_FILE), &state).unwrap();
+    run().unwrap();
+}

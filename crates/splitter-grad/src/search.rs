@@ -624,17 +624,55 @@ pub fn grad_split(
     })
 }
 
-const CHECKPOINT_FORMAT: &str = "cnnsplit-gradsplit-checkpoint";
-const CHECKPOINT_VERSION: u32 = 1;
-/// File name of the checkpoint tensors.
+/// Format tag of a GradSplitter checkpoint's `gradsplit.json`.
+pub const CHECKPOINT_FORMAT: &str = "cnnsplit-gradsplit-checkpoint";
+/// The GradSplitter checkpoint format version this build writes. Version 2 names its
+/// tensors file in `gradsplit.json` (one file per epoch), so that a crash between writing the
+/// tensors and the JSON leaves the previous epoch's pair intact.
+pub const CHECKPOINT_VERSION: u32 = 2;
+/// The GradSplitter checkpoint format versions this build reads: version 1 (tensors always
+/// in [`CHECKPOINT_TENSORS`]) resumes like version 2.
+pub const CHECKPOINT_VERSIONS_READ: [u32; 2] = [1, 2];
+/// File name of the checkpoint tensors in format version 1.
 pub const CHECKPOINT_TENSORS: &str = "gradsplit.safetensors";
-/// File name of the checkpoint metadata.
+/// File name of the checkpoint metadata; written last, it commits the checkpoint.
 pub const CHECKPOINT_META: &str = "gradsplit.json";
+
+/// Tensors file of the checkpoint after `done` epochs.
+fn tensors_file_name(done: usize) -> String {
+    format!("gradsplit-epoch{done}.safetensors")
+}
+
+/// Whether `name` is a checkpoint tensors file (of any epoch, or of version 1).
+fn is_tensors_file_name(name: &str) -> bool {
+    name == CHECKPOINT_TENSORS
+        || (name.starts_with("gradsplit-epoch") && name.ends_with(".safetensors"))
+}
+
+/// Delete the tensors files of earlier checkpoints (and of an interrupted attempt).
+fn remove_other_tensors_files(dir: &Path, keep: &str) -> Result<()> {
+    let io = |e| GradSplitError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name != keep && is_tensors_file_name(&name) {
+            std::fs::remove_file(entry.path())
+                .map_err(|e| cnn_models::ModelError::write(&entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
 
 #[derive(Serialize, Deserialize)]
 struct CheckpointMeta {
     format: String,
     format_version: u32,
+    /// Tensors file of this checkpoint (absent in version 1: [`CHECKPOINT_TENSORS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tensors_file: Option<String>,
     config: GradSplitConfig,
     model_sha256: String,
     data_fingerprint: String,
@@ -686,9 +724,11 @@ fn save_checkpoint(
         }
     }
     let bytes = cnn_models::weights::safetensors_bytes(&all, &[])?;
+    let tensors_file = tensors_file_name(done);
     let meta = CheckpointMeta {
         format: CHECKPOINT_FORMAT.into(),
         format_version: CHECKPOINT_VERSION,
+        tensors_file: Some(tensors_file.clone()),
         config: cfg.clone(),
         model_sha256: model_sha.into(),
         data_fingerprint: fp.into(),
@@ -700,11 +740,13 @@ fn save_checkpoint(
         adam_params,
         tensors_sha256: sha256_hex(&bytes),
     };
-    atomic_write(&dir.join(CHECKPOINT_TENSORS), &bytes)?;
+    // tensors first under their own name, then the JSON that points to them: until the
+    // JSON's rename, the previous checkpoint stays whole
+    atomic_write(&dir.join(&tensors_file), &bytes)?;
     let json =
         serde_json::to_vec_pretty(&meta).map_err(|e| GradSplitError::Invalid(e.to_string()))?;
     atomic_write(&dir.join(CHECKPOINT_META), &json)?;
-    Ok(())
+    remove_other_tensors_files(dir, &tensors_file)
 }
 
 /// The fields in which two configs differ, as `name: old → new`.
@@ -741,19 +783,17 @@ fn load_checkpoint(
         );
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&meta_path).map_err(|e| GradSplitError::Io {
-        path: meta_path.clone(),
-        source: e,
-    })?;
-    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| {
+    let value = cnn_models::files::read_json_value(&meta_path)?;
+    cnn_models::files::check_format(
+        &meta_path,
+        &value,
+        CHECKPOINT_FORMAT,
+        &CHECKPOINT_VERSIONS_READ,
+        "GradSplitter checkpoint",
+    )?;
+    let meta: CheckpointMeta = serde_json::from_value(value).map_err(|e| {
         GradSplitError::bad(&meta_path, format!("not a GradSplitter checkpoint: {e}"))
     })?;
-    if meta.format != CHECKPOINT_FORMAT || meta.format_version != CHECKPOINT_VERSION {
-        return Err(GradSplitError::bad(
-            &meta_path,
-            format!("checkpoint format {} v{}; this build reads {CHECKPOINT_FORMAT} v{CHECKPOINT_VERSION}", meta.format, meta.format_version),
-        ));
-    }
     // the number of epochs may change: a shorter run stops at its last epoch, a longer one goes on
     let same_but_epochs = GradSplitConfig {
         mask_epochs: cfg.mask_epochs,
@@ -781,7 +821,14 @@ fn load_checkpoint(
             "the checkpoint was made for a different dataset split",
         ));
     }
-    let tpath = dir.join(CHECKPOINT_TENSORS);
+    let tensors_file = meta.tensors_file.as_deref().unwrap_or(CHECKPOINT_TENSORS);
+    if !is_tensors_file_name(tensors_file) {
+        return Err(GradSplitError::bad(
+            &meta_path,
+            format!("tensors_file `{tensors_file}` is not a checkpoint tensors file name"),
+        ));
+    }
+    let tpath = dir.join(tensors_file);
     let bytes = std::fs::read(&tpath).map_err(|e| GradSplitError::Io {
         path: tpath.clone(),
         source: e,

@@ -306,3 +306,73 @@ fn module_round_trip_and_parent_check() {
         );
     }
 }
+
+#[test]
+fn checkpoint_format_1_resumes_and_other_versions_are_refused_with_both_versions() {
+    let (set, train, val) = setup();
+    let model = trained_model(&set, &train, &val);
+    let data = TrainData {
+        set: &set,
+        train,
+        val,
+        format: format16(),
+    };
+    let cfg = short_cfg();
+    let full = grad_split(&model, &data, &cfg, None, false, &mut |_| {}).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        grad_split(&model, &data, &cfg, Some(dir.path()), false, &mut |e| {
+            if let GradSplitEvent::EpochStart { epoch: 3, .. } = e {
+                panic!("interrupt");
+            }
+        })
+    }));
+    assert!(interrupted.is_err());
+    let meta_path = dir.path().join("gradsplit.json");
+    let v2 = std::fs::read_to_string(&meta_path).unwrap();
+
+    // rewritten as format 1 wrote it: tensors in gradsplit.safetensors, no tensors_file
+    let mut v: serde_json::Value = serde_json::from_str(&v2).unwrap();
+    let tensors = v["tensors_file"].as_str().unwrap().to_string();
+    assert_eq!(tensors, "gradsplit-epoch2.safetensors");
+    std::fs::rename(
+        dir.path().join(&tensors),
+        dir.path().join("gradsplit.safetensors"),
+    )
+    .unwrap();
+    let m = v.as_object_mut().unwrap();
+    m.remove("tensors_file");
+    m.insert("format_version".into(), serde_json::json!(1));
+    std::fs::write(&meta_path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let resumed = grad_split(&model, &data, &cfg, Some(dir.path()), true, &mut |_| {}).unwrap();
+    assert_eq!(resumed.masks, full.masks);
+    assert_eq!(resumed.chosen_epoch, full.chosen_epoch);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["gradsplit-epoch4.safetensors", "gradsplit.json"]);
+
+    let resume = |json: &str| {
+        std::fs::write(&meta_path, json).unwrap();
+        grad_split(&model, &data, &cfg, Some(dir.path()), true, &mut |_| {})
+            .map(|_| ())
+            .expect_err("refused")
+            .to_string()
+    };
+    let err = resume(&v2.replace("\"format_version\": 2", "\"format_version\": 3"));
+    assert!(
+        err.contains("gradsplit.json: GradSplitter checkpoint format version 3 found")
+            && err.contains("reads versions 1 and 2")
+            && err.contains("newer cnnsplit"),
+        "{err}"
+    );
+    let err = resume(&v2.replace("\"format_version\": 2", "\"format_version\": 0"));
+    assert!(
+        err.contains("version 0 found") && err.contains("older cnnsplit"),
+        "{err}"
+    );
+    let err = resume(&v2[..v2.len() / 2]);
+    assert!(err.contains("gradsplit.json: not valid JSON"), "{err}");
+}
