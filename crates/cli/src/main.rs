@@ -38,6 +38,7 @@ fn default_sigpipe() {
 fn main() {
     keep_freed_memory();
     default_sigpipe();
+    cnn_models::ops::single_thread_candle_pool();
     let cli = args::Cli::parse();
     progress::init_logging(cli.global.verbose, cli.global.quiet);
     if let Err(err) = commands::run(cli) {

@@ -6,6 +6,26 @@ use candle_core::{Device, Tensor};
 
 use crate::error::Result;
 
+/// Run candle's own CPU element-wise ops on the calling thread: sets `CANDLE_NUM_THREADS=1`
+/// unless the variable is already set. Call it first thing in `main`, before any thread or
+/// candle op exists.
+///
+/// candle 0.11 runs its element-wise CPU ops on a barrier pool whose threads spin while they
+/// wait. With the fast ops doing the heavy work on rayon's threads, that pool only competes for
+/// the same cores: `perf` showed 33 % of a SimCNN training step spinning in candle's barrier,
+/// and the step ran 1.7–2× faster on the loaded 2-core machine without it (see
+/// `docs/benchmarks.md`). Matrix products are not affected (they follow `RAYON_NUM_THREADS`).
+///
+/// ```
+/// cnn_models::ops::single_thread_candle_pool();
+/// assert!(std::env::var("CANDLE_NUM_THREADS").is_ok());
+/// ```
+pub fn single_thread_candle_pool() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 /// Which implementation of the conv/BN/pool ops the forward pass uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
