@@ -128,6 +128,18 @@ fn composed_models_round_trip_and_score_each_module_with_its_own_normalisation()
     let err = save_composed(&out, &manifest).unwrap_err().to_string();
     assert!(err.contains("already holds a composed model"), "{err}");
 
+    // another format version is named, with the one this build reads
+    let manifest_path = out.join(COMPOSITION_MANIFEST);
+    let original = std::fs::read_to_string(&manifest_path).unwrap();
+    std::fs::write(
+        &manifest_path,
+        original.replace("\"format_version\": 1", "\"format_version\": 2"),
+    )
+    .unwrap();
+    let err = load_composed(&out, &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("format version 2 found"), "{err}");
+    std::fs::write(&manifest_path, original).unwrap();
+
     // a module swapped behind the manifest's back is detected
     let other = tmp.path().join("m2-1");
     std::fs::copy(

@@ -194,15 +194,26 @@ pub fn reproduce(a: ReproduceArgs) -> Result<()> {
     Ok(())
 }
 
+/// Format tag of a step record.
+const RECORD_FORMAT: &str = "cnnsplit-reproduce-step";
+/// The step-record version this build writes and reads.
+const RECORD_FORMAT_VERSION: u32 = 1;
+
+/// Read a step record, checking its format and version.
+fn read_record(path: &Path) -> Result<Value> {
+    Ok(cnn_models::files::read_versioned_json(
+        path,
+        RECORD_FORMAT,
+        RECORD_FORMAT_VERSION,
+        "reproduce step record",
+    )?)
+}
+
 /// Run one step unless its record exists with the same arguments; returns whether it ran.
 fn run_step(bin: &Path, work: &Path, step: &Step, device: &str, tree: &Path) -> Result<bool> {
     let record_path = work.join("records").join(format!("{}.json", step.id));
     if record_path.exists() {
-        let old: Value = serde_json::from_slice(
-            &std::fs::read(&record_path)
-                .with_context(|| format!("reading {}", record_path.display()))?,
-        )
-        .with_context(|| format!("{}: not a step record", record_path.display()))?;
+        let old = read_record(&record_path)?;
         if old["args"] == json!(step.args) {
             return Ok(false);
         }
@@ -255,6 +266,7 @@ fn run_step(bin: &Path, work: &Path, step: &Step, device: &str, tree: &Path) -> 
         )
     })?;
     let record = json!({
+        "format": RECORD_FORMAT, "format_version": RECORD_FORMAT_VERSION,
         "step": step.id, "args": step.args, "seconds": t0.elapsed().as_secs_f64(),
         "output": value,
     });
@@ -270,8 +282,7 @@ fn load_records(dir: &Path, steps: &[Step]) -> Result<Vec<(Step, Value, f64)>> {
         if !p.exists() {
             continue;
         }
-        let v: Value = serde_json::from_slice(&std::fs::read(&p)?)
-            .with_context(|| format!("{}: not a step record", p.display()))?;
+        let v = read_record(&p)?;
         let secs = v["seconds"].as_f64().unwrap_or(0.0);
         out.push((s.clone(), v["output"].clone(), secs));
     }
