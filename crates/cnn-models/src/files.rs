@@ -142,8 +142,20 @@ pub fn read_versioned_json(
     version: u32,
     what: &str,
 ) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    parse_versioned_json(path, &bytes, format, version, what)
+}
+
+/// Parses the bytes of a JSON artefact file and checks its `format` tag and
+/// `format_version` like [`read_versioned_json`]; `path` is used in error messages only.
+pub fn parse_versioned_json(
+    path: &Path,
+    bytes: &[u8],
+    format: &str,
+    version: u32,
+    what: &str,
+) -> Result<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ModelError::bad(path, format!("not valid JSON: {e}")))?;
     if value.get("format").and_then(|f| f.as_str()) != Some(format) {
         return Err(ModelError::bad(
@@ -166,7 +178,14 @@ pub fn read_versioned_json(
 
 /// Read and check a `model.json`.
 pub fn read_meta(path: &Path) -> Result<ModelMeta> {
-    let value = read_versioned_json(path, MODEL_FORMAT, MODEL_FORMAT_VERSION, "model")?;
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    parse_meta(path, &bytes)
+}
+
+/// Parses and checks the bytes of a `model.json` like [`read_meta`]; `path` is used in
+/// error messages only.
+pub fn parse_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
+    let value = parse_versioned_json(path, bytes, MODEL_FORMAT, MODEL_FORMAT_VERSION, "model")?;
     let meta: ModelMeta =
         serde_json::from_value(value).map_err(|e| ModelError::bad(path, e.to_string()))?;
     meta.spec

@@ -309,8 +309,20 @@ pub fn module_dir(path: &Path) -> PathBuf {
 
 /// Read and check a `module.json`.
 pub fn read_module_meta(path: &Path) -> Result<ModuleMeta> {
-    let value =
-        crate::files::read_versioned_json(path, MODULE_FORMAT, MODULE_FORMAT_VERSION, "module")?;
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    parse_module_meta(path, &bytes)
+}
+
+/// Parses and checks the bytes of a `module.json` like [`read_module_meta`]; `path` is used
+/// in error messages only.
+pub fn parse_module_meta(path: &Path, bytes: &[u8]) -> Result<ModuleMeta> {
+    let value = crate::files::parse_versioned_json(
+        path,
+        bytes,
+        MODULE_FORMAT,
+        MODULE_FORMAT_VERSION,
+        "module",
+    )?;
     serde_json::from_value(value).map_err(|e| ModelError::bad(path, e.to_string()))
 }
 
@@ -347,7 +359,22 @@ pub fn load_module(path: &Path, parent_sha256: Option<&str>, device: &Device) ->
             ),
         ));
     }
-    let mut map = candle_core::safetensors::load_buffer(&bytes, device)?;
+    module_from_parts(&meta_path, meta, &wpath, &bytes, device)
+}
+
+/// Builds a module from its checked `module.json` contents and the bytes of its
+/// `module.safetensors`, checking every tensor name and shape against the module's spec
+/// and head; the paths are used in error messages only. [`load_module`] does this after
+/// verifying the weights' SHA-256.
+pub fn module_from_parts(
+    meta_path: &Path,
+    meta: ModuleMeta,
+    wpath: &Path,
+    bytes: &[u8],
+    device: &Device,
+) -> Result<Module> {
+    let meta_path = meta_path.to_path_buf();
+    let mut map = candle_core::safetensors::load_buffer(bytes, device)?;
     let mut head = Vec::new();
     if meta.head_included {
         for k in HEAD_KEYS {

@@ -50,8 +50,8 @@ pub use composition::compose_predictions;
 pub use error::{ComposerError, Result};
 pub use metrics::{accuracy, binary_module_metrics, class_metrics, ClassMetrics};
 pub use patched::{
-    check_same_input, load_patched, module_calibration, save_patched, target_column, PatchManifest,
-    PatchedModel, PATCH_FORMAT, PATCH_FORMAT_VERSION, PATCH_MANIFEST,
+    check_same_input, load_patched, module_calibration, parse_patch_manifest, save_patched,
+    target_column, PatchManifest, PatchedModel, PATCH_FORMAT, PATCH_FORMAT_VERSION, PATCH_MANIFEST,
 };
 pub use patching::{
     patch_and_report, row_argmax, softmax_rows, weak_predictions, MetricChange, PatchReport,
