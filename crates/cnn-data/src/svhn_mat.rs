@@ -380,6 +380,12 @@ pub fn parse_svhn_mat(
             ))
         }
     };
+    if h == 0 || w == 0 {
+        return Err(DataError::format(
+            path,
+            format!("MAT file: `X` has dimensions {:?}: empty images", x.dims),
+        ));
+    }
     if c != 1 && c != 3 {
         return Err(DataError::format(
             path,

@@ -416,7 +416,7 @@ pub fn module_from_parts(
             .map_err(|_| ModelError::bad(&wpath, "head tensors"))?;
         let n = meta.spec.num_classes;
         let h = b1.elem_count();
-        if w1.dims() != [h, n] || w2.dims() != [1, h] || b2.dims() != [1] {
+        if w1.dims() != [h, n] || b1.dims() != [h] || w2.dims() != [1, h] || b2.dims() != [1] {
             return Err(ModelError::bad(
                 &wpath,
                 "module head tensors have inconsistent shapes",

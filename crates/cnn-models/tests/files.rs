@@ -1,6 +1,7 @@
 //! Model files: PyTorch-named safetensors import, save/load round trip, and bad weights.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use cnn_data::{DatasetKind, InputFormat};
@@ -224,4 +225,62 @@ fn tampered_or_truncated_weights_are_detected() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no model.json"), "{err}");
+}
+
+/// Found while writing the safetensors fuzz target: a module head whose first bias was
+/// `[H, 1]` instead of `[H]` loaded, and then broadcast the batch into H scores per image.
+#[test]
+fn a_module_head_bias_of_the_wrong_rank_is_refused() {
+    use cnn_models::module::{build_module, module_from_parts, ModuleHead, ModuleSource};
+    use cnn_models::weights::safetensors_bytes;
+    let dev = Device::Cpu;
+    let parent = Model::init(presets::simcnn(0.0625, 3, 3, true), 1, &dev).unwrap();
+    let masks: Vec<Vec<bool>> = parent
+        .analysis()
+        .sites
+        .iter()
+        .map(|s| vec![true; s.channels])
+        .collect();
+    let ones = |d: &[usize]| Tensor::ones(d, candle_core::DType::F32, &dev).unwrap();
+    let head = ModuleHead {
+        w1: ones(&[4, 3]),
+        b1: ones(&[4]),
+        w2: ones(&[1, 4]),
+        b2: ones(&[1]),
+    };
+    let format = InputFormat::for_dataset(DatasetKind::Cifar10);
+    let module = build_module(
+        &parent,
+        "sha",
+        &masks,
+        ModuleSource::Head(head),
+        1,
+        "one",
+        format,
+        None,
+    )
+    .unwrap();
+    let mut tensors = module.model.tensors().clone();
+    let h = module.head.as_ref().unwrap();
+    for (k, t) in [("0.weight", &h.w1), ("2.weight", &h.w2), ("2.bias", &h.b2)] {
+        tensors.insert(format!("module_head.{k}"), t.clone());
+    }
+    let (meta_path, wpath) = (
+        Path::new("m/module.json"),
+        Path::new("m/module.safetensors"),
+    );
+    let load = |b1: Tensor| {
+        let mut all = tensors.clone();
+        all.insert("module_head.0.bias".into(), b1);
+        let bytes = safetensors_bytes(&all, &[]).unwrap();
+        module_from_parts(meta_path, module.meta.clone(), wpath, &bytes, &dev)
+    };
+    let good = load(ones(&[4])).unwrap();
+    let x = Tensor::zeros((2, 3, 32, 32), candle_core::DType::F32, &dev).unwrap();
+    assert_eq!(good.score(&x).unwrap().dims(), &[2]);
+    let e = load(ones(&[4, 1])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "m/module.safetensors: module head tensors have inconsistent shapes"
+    );
 }
