@@ -1,8 +1,10 @@
 //! `cargo xtask`: project tasks that are not part of the `cnnsplit` tool itself —
-//! dataset bundling and verification, and benchmarks against the PyTorch peer.
+//! dataset bundling and verification, benchmarks against the PyTorch peer, and the seed
+//! corpora of the fuzz targets.
 
 mod bench;
 mod datasets;
+mod fuzz_seeds;
 
 use std::path::PathBuf;
 
@@ -24,6 +26,12 @@ enum Command {
     Datasets(DatasetsCommand),
     /// Time a training step or an evaluation forward, optionally next to the PyTorch peer.
     Bench(bench::BenchArgs),
+    /// Write the seed corpora of the cargo-fuzz targets (see fuzz/README.md).
+    FuzzSeeds {
+        /// Output folder, one subfolder per fuzz target.
+        #[arg(long, default_value = "fuzz/corpus")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,6 +69,11 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(a) => bench::bench(a)?,
+        Command::FuzzSeeds { out } => {
+            for (target, files, bytes) in fuzz_seeds::write_seeds(&out)? {
+                println!("{target}: {files} seeds, {bytes} bytes");
+            }
+        }
         Command::Datasets(DatasetsCommand::Bundle {
             from,
             out,
