@@ -379,7 +379,7 @@ pub fn module_from_parts(
     if meta.head_included {
         for k in HEAD_KEYS {
             let t = map.remove(&head_key(k)).ok_or_else(|| {
-                ModelError::bad(&wpath, format!("missing tensor `{}`", head_key(k)))
+                ModelError::bad(wpath, format!("missing tensor `{}`", head_key(k)))
             })?;
             head.push(t.to_dtype(DType::F32)?);
         }
@@ -396,7 +396,7 @@ pub fn module_from_parts(
             continue;
         }
         if !expected.contains(&k) {
-            return Err(ModelError::bad(&wpath, format!("unexpected tensor `{k}`")));
+            return Err(ModelError::bad(wpath, format!("unexpected tensor `{k}`")));
         }
         tensors.insert(k, t);
     }
@@ -413,12 +413,12 @@ pub fn module_from_parts(
     let head = if meta.head_included {
         let [w1, b1, w2, b2]: [Tensor; 4] = head
             .try_into()
-            .map_err(|_| ModelError::bad(&wpath, "head tensors"))?;
+            .map_err(|_| ModelError::bad(wpath, "head tensors"))?;
         let n = meta.spec.num_classes;
         let h = b1.elem_count();
         if w1.dims() != [h, n] || b1.dims() != [h] || w2.dims() != [1, h] || b2.dims() != [1] {
             return Err(ModelError::bad(
-                &wpath,
+                wpath,
                 "module head tensors have inconsistent shapes",
             ));
         }
