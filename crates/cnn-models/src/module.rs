@@ -323,7 +323,24 @@ pub fn parse_module_meta(path: &Path, bytes: &[u8]) -> Result<ModuleMeta> {
         MODULE_FORMAT_VERSION,
         "module",
     )?;
-    serde_json::from_value(value).map_err(|e| ModelError::bad(path, e.to_string()))
+    let meta: ModuleMeta =
+        serde_json::from_value(value).map_err(|e| ModelError::bad(path, e.to_string()))?;
+    for (what, spec) in [("spec", &meta.spec), ("parent_spec", &meta.parent_spec)] {
+        spec.analyse()
+            .map_err(|e| ModelError::bad(path, format!("{what}: {e}")))?;
+    }
+    crate::files::check_input_format(&meta.spec, &meta.input_format)
+        .map_err(|m| ModelError::bad(path, m))?;
+    if meta.class_index >= meta.spec.num_classes {
+        return Err(ModelError::bad(
+            path,
+            format!(
+                "class_index {} but the module network has {} outputs",
+                meta.class_index, meta.spec.num_classes
+            ),
+        ));
+    }
+    Ok(meta)
 }
 
 /// Load a module directory, verifying its weights' SHA-256 and, when `parent_sha256` is given,

@@ -284,3 +284,47 @@ fn a_module_head_bias_of_the_wrong_rank_is_refused() {
         "m/module.safetensors: module head tensors have inconsistent shapes"
     );
 }
+
+/// Crash input of the `manifest` fuzz target (its first byte picks `model.json`): a
+/// `model.json` whose input format (size 399,999,992) disagrees with its spec (3×8×8) was
+/// accepted, and converting an image with it tried to allocate exabytes.
+#[test]
+fn fuzz_regression_model_json_with_an_input_format_unlike_its_spec() {
+    let input = include_bytes!("fuzz-regressions/manifest-model-json-huge-input-size");
+    let path = Path::new("m/model.json");
+    let e = cnn_models::files::parse_meta(path, &input[1..]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "m/model.json: input format 3×399999992×399999992 does not match the spec's input 3×8×8"
+    );
+}
+
+#[test]
+fn model_json_checks_class_names_and_normalisation() {
+    let model = Model::init(presets::simcnn(0.0625, 3, 3, true), 1, &Device::Cpu).unwrap();
+    let path = Path::new("m/model.json");
+    let parse = |meta: &ModelMeta| {
+        let bytes = serde_json::to_vec(meta).unwrap();
+        cnn_models::files::parse_meta(path, &bytes).map(|_| ())
+    };
+    let good = meta_for(&model);
+    parse(&good).unwrap();
+    let mut names = good.clone();
+    names.class_names.pop();
+    assert_eq!(
+        parse(&names).unwrap_err().to_string(),
+        "m/model.json: 2 class names for a model with 3 classes"
+    );
+    let mut std = good.clone();
+    std.input_format.norm.std[1] = 0.0;
+    assert_eq!(
+        parse(&std).unwrap_err().to_string(),
+        "m/model.json: normalisation std 0 is not a positive number"
+    );
+    let mut means = good;
+    means.input_format.norm.mean.push(0.5);
+    assert_eq!(
+        parse(&means).unwrap_err().to_string(),
+        "m/model.json: normalisation has 4 means and 3 stds for 3 channels"
+    );
+}
