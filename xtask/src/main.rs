@@ -1,8 +1,10 @@
 //! `cargo xtask`: project tasks that are not part of the `cnnsplit` tool itself —
-//! dataset bundling and verification, and benchmarks against the PyTorch peer.
+//! dataset bundling and verification, benchmarks against the PyTorch peer, and the seed
+//! corpora of the fuzz targets.
 
 mod bench;
 mod datasets;
+mod fuzz_seeds;
 mod reproduce;
 
 use std::path::PathBuf;
@@ -28,6 +30,12 @@ enum Command {
     /// Regenerate the paper's tables end to end: train, decompose (both methods), patch, reuse,
     /// and write reproduce/<preset>/ (Markdown report, CSV, JSON, SVG plots).
     Reproduce(reproduce::ReproduceArgs),
+    /// Write the seed corpora of the cargo-fuzz targets (see fuzz/README.md).
+    FuzzSeeds {
+        /// Output folder, one subfolder per fuzz target.
+        #[arg(long, default_value = "fuzz/corpus")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,6 +140,11 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Bench(a) => bench::bench(a)?,
         Command::Reproduce(a) => reproduce::reproduce(a)?,
+        Command::FuzzSeeds { out } => {
+            for (target, files, bytes) in fuzz_seeds::write_seeds(&out)? {
+                println!("{target}: {files} seeds, {bytes} bytes");
+            }
+        }
         Command::Datasets(DatasetsCommand::Bundle {
             from,
             out,

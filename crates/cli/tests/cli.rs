@@ -359,11 +359,25 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
     }
     let meta = std::fs::read_to_string(odd.join("module.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    v["input_format"]["norm"]["mean"] = serde_json::json!([0.5, 0.5, 0.5]);
+    std::fs::write(odd.join("module.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    fails_with(
+        &["patch", "--model", p(&weak), "--module", p(&odd)],
+        &[
+            "different inputs",
+            "normalisation mean",
+            "vs mean [0.5, 0.5, 0.5]",
+        ],
+    );
+    // a module.json whose input format disagrees with its own spec is refused on load
     v["input_format"]["size"] = serde_json::json!(28);
     std::fs::write(odd.join("module.json"), serde_json::to_vec(&v).unwrap()).unwrap();
     fails_with(
         &["patch", "--model", p(&weak), "--module", p(&odd)],
-        &["different inputs", "size 32 vs 28"],
+        &[
+            "odd-module/module.json",
+            "input format 3×28×28 does not match the spec's input 3×32×32",
+        ],
     );
 }
 

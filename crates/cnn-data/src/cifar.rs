@@ -51,6 +51,19 @@ pub fn read_cifar_file(
     labels: &mut Vec<u16>,
 ) -> Result<(), DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    parse_cifar_bytes(path, &bytes, layout, num_classes, images, labels)
+}
+
+/// Appends the records of the bytes of one CIFAR binary file to `images`/`labels`, with the
+/// checks of [`read_cifar_file`]; `path` is used in error messages only.
+pub fn parse_cifar_bytes(
+    path: &Path,
+    bytes: &[u8],
+    layout: CifarLayout,
+    num_classes: usize,
+    images: &mut Vec<u8>,
+    labels: &mut Vec<u16>,
+) -> Result<(), DataError> {
     let rec = layout.record();
     if bytes.is_empty() || !bytes.len().is_multiple_of(rec) {
         return Err(DataError::format(

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::util::read_maybe_gzip;
+use crate::util::{decode_maybe_gzip, read_maybe_gzip};
 use crate::{DataError, ImageSet, ImageShape};
 
 /// Magic number of an IDX file of u8 images (3 dimensions).
@@ -76,6 +76,12 @@ pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<IdxImages, DataErro
     else {
         return Err(DataError::format(path, "truncated IDX image header"));
     };
+    if rows == 0 || cols == 0 {
+        return Err(DataError::format(
+            path,
+            format!("IDX header announces empty {rows}x{cols} images"),
+        ));
+    }
     let want = count.checked_mul(rows).and_then(|v| v.checked_mul(cols));
     check_payload(path, bytes.len() - 16, want)?;
     Ok(IdxImages {
@@ -113,8 +119,28 @@ pub fn read_idx_set(
     name: &str,
     class_names: &[String],
 ) -> Result<ImageSet, DataError> {
-    let images = read_idx_images(images_path)?;
-    let labels = read_idx_labels(labels_path)?;
+    let images = std::fs::read(images_path).map_err(|e| DataError::io(images_path, e))?;
+    let labels = std::fs::read(labels_path).map_err(|e| DataError::io(labels_path, e))?;
+    parse_idx_set(
+        (images_path, images),
+        (labels_path, labels),
+        name,
+        class_names,
+    )
+}
+
+/// Builds a grey [`ImageSet`] from the bytes of an IDX image file and an IDX label file,
+/// each raw or gzip'd and given with its path (used in error messages only), with the
+/// checks of [`read_idx_set`].
+pub fn parse_idx_set(
+    images: (&Path, Vec<u8>),
+    labels: (&Path, Vec<u8>),
+    name: &str,
+    class_names: &[String],
+) -> Result<ImageSet, DataError> {
+    let (images_path, labels_path) = (images.0, labels.0);
+    let images = parse_idx_images(images_path, &decode_maybe_gzip(images_path, images.1)?)?;
+    let labels = parse_idx_labels(labels_path, &decode_maybe_gzip(labels_path, labels.1)?)?;
     if images.count != labels.len() {
         return Err(DataError::format(
             labels_path,

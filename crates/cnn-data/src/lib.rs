@@ -57,4 +57,4 @@ pub use split::{
     DirichletSubset, MAX_DIRICHLET_DRAWS,
 };
 pub use transform::{to_tensor, Augment, Batches, InputFormat, Normalization};
-pub use util::{gzip_deterministic, read_maybe_gzip, sha256_bytes, sha256_file};
+pub use util::{decode_maybe_gzip, gzip_deterministic, read_maybe_gzip, sha256_bytes, sha256_file};

@@ -346,7 +346,19 @@ pub fn read_svhn_mat(
     name: &str,
     class_names: &[String],
 ) -> Result<ImageSet, DataError> {
-    let arrays = read_mat_arrays(path, &["X", "y"])?;
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    parse_svhn_mat(path, &bytes, name, class_names)
+}
+
+/// Builds an [`ImageSet`] from the bytes of an SVHN `*_32x32.mat` file like
+/// [`read_svhn_mat`]; `path` is used in error messages only.
+pub fn parse_svhn_mat(
+    path: &Path,
+    bytes: &[u8],
+    name: &str,
+    class_names: &[String],
+) -> Result<ImageSet, DataError> {
+    let arrays = parse_mat_arrays(path, bytes, &["X", "y"])?;
     let x = arrays
         .iter()
         .find(|a| a.name == "X")
@@ -368,6 +380,12 @@ pub fn read_svhn_mat(
             ))
         }
     };
+    if h == 0 || w == 0 {
+        return Err(DataError::format(
+            path,
+            format!("MAT file: `X` has dimensions {:?}: empty images", x.dims),
+        ));
+    }
     if c != 1 && c != 3 {
         return Err(DataError::format(
             path,

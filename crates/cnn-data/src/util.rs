@@ -13,8 +13,15 @@ use crate::DataError;
 /// bytes `1f 8b`.
 pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_maybe_gzip(path, raw)
+}
+
+/// The bytes of a file as read, un-gzipped when they start with the gzip magic bytes
+/// `1f 8b` (what [`read_maybe_gzip`] does after reading); `path` is used in error messages
+/// only.
+pub fn decode_maybe_gzip(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>, DataError> {
     if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 2);
+        let mut out = Vec::with_capacity(raw.len().saturating_mul(2));
         MultiGzDecoder::new(raw.as_slice())
             .read_to_end(&mut out)
             .map_err(|e| DataError::format(path, format!("corrupt gzip data: {e}")))?;

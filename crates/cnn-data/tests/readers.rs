@@ -642,3 +642,37 @@ fn bundled_fashion_mnist_loads() {
     assert_eq!(s.test.class_counts(), vec![100; 10]);
     assert_eq!((s.train.shape.height, s.train.shape.width), (28, 28));
 }
+
+/// Found while writing the SVHN fuzz target: an `X` with a zero height made the image
+/// conversion panic (a chunk size of 0) instead of failing.
+#[test]
+fn svhn_mat_with_empty_images_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train_32x32.mat");
+    let x = mat::matrix("X", 9, &[0, 4, 3, 2], 2, &[]);
+    let y: Vec<u8> = [1.0f64, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let y = mat::matrix("y", 6, &[2, 1], 9, &y);
+    std::fs::write(&path, mat::file(&[x, y])).unwrap();
+    let e = cnn_data::svhn_mat::read_svhn_mat(&path, "t", &names(10)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: MAT file: `X` has dimensions [0, 4, 3, 2]: empty images",
+            path.display()
+        )
+    );
+}
+
+/// An IDX header announcing 0-pixel images needs no payload at all, so any image count
+/// passed the length check; empty images are now refused.
+#[test]
+fn idx_images_of_no_pixels_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("images");
+    std::fs::write(&path, idx_images(1_000_000, 0, 28, &[])).unwrap();
+    let e = idx::read_idx_images(&path).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{}: IDX header announces empty 0x28 images", path.display())
+    );
+}

@@ -269,7 +269,21 @@ pub fn read_versioned_json(
     version: u32,
     what: &str,
 ) -> Result<serde_json::Value> {
-    let value = read_json_value(path)?;
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    parse_versioned_json(path, &bytes, format, version, what)
+}
+
+/// Parses the bytes of a JSON artefact file and checks its `format` tag and
+/// `format_version` like [`read_versioned_json`]; `path` is used in error messages only.
+pub fn parse_versioned_json(
+    path: &Path,
+    bytes: &[u8],
+    format: &str,
+    version: u32,
+    what: &str,
+) -> Result<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ModelError::bad(path, format!("not valid JSON: {e}")))?;
     check_format(path, &value, format, &[version], what)?;
     Ok(value)
 }
@@ -283,13 +297,63 @@ pub fn read_json_value(path: &Path) -> Result<serde_json::Value> {
 
 /// Read and check a `model.json`.
 pub fn read_meta(path: &Path) -> Result<ModelMeta> {
-    let value = read_versioned_json(path, MODEL_FORMAT, MODEL_FORMAT_VERSION, "model")?;
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    parse_meta(path, &bytes)
+}
+
+/// Parses and checks the bytes of a `model.json` like [`read_meta`]; `path` is used in
+/// error messages only.
+pub fn parse_meta(path: &Path, bytes: &[u8]) -> Result<ModelMeta> {
+    let value = parse_versioned_json(path, bytes, MODEL_FORMAT, MODEL_FORMAT_VERSION, "model")?;
     let meta: ModelMeta =
         serde_json::from_value(value).map_err(|e| ModelError::bad(path, e.to_string()))?;
     meta.spec
         .analyse()
         .map_err(|e| ModelError::bad(path, e.to_string()))?;
+    check_input_format(&meta.spec, &meta.input_format).map_err(|m| ModelError::bad(path, m))?;
+    if meta.class_names.len() != meta.spec.num_classes {
+        return Err(ModelError::bad(
+            path,
+            format!(
+                "{} class names for a model with {} classes",
+                meta.class_names.len(),
+                meta.spec.num_classes
+            ),
+        ));
+    }
     Ok(meta)
+}
+
+/// Checks that an input format recorded next to `spec` produces what the spec takes:
+/// `channels × size × size` equal to the spec's input, one mean and one finite, positive
+/// standard deviation per channel, finite means.
+pub fn check_input_format(
+    spec: &ModelSpec,
+    format: &cnn_data::InputFormat,
+) -> std::result::Result<(), String> {
+    let i = spec.input;
+    if (format.channels, format.size, format.size) != (i.channels, i.height, i.width) {
+        return Err(format!(
+            "input format {}×{}×{} does not match the spec's input {}×{}×{}",
+            format.channels, format.size, format.size, i.channels, i.height, i.width
+        ));
+    }
+    let norm = &format.norm;
+    if norm.mean.len() != format.channels || norm.std.len() != format.channels {
+        return Err(format!(
+            "normalisation has {} means and {} stds for {} channels",
+            norm.mean.len(),
+            norm.std.len(),
+            format.channels
+        ));
+    }
+    if let Some(m) = norm.mean.iter().find(|m| !m.is_finite()) {
+        return Err(format!("normalisation mean {m} is not finite"));
+    }
+    if let Some(s) = norm.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(format!("normalisation std {s} is not a positive number"));
+    }
+    Ok(())
 }
 
 /// Resolve a model path: a directory holding `model.json`, or the `model.json` itself.

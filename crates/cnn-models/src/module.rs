@@ -313,9 +313,38 @@ pub fn module_dir(path: &Path) -> PathBuf {
 
 /// Read and check a `module.json`.
 pub fn read_module_meta(path: &Path) -> Result<ModuleMeta> {
-    let value =
-        crate::files::read_versioned_json(path, MODULE_FORMAT, MODULE_FORMAT_VERSION, "module")?;
-    serde_json::from_value(value).map_err(|e| ModelError::bad(path, e.to_string()))
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    parse_module_meta(path, &bytes)
+}
+
+/// Parses and checks the bytes of a `module.json` like [`read_module_meta`]; `path` is used
+/// in error messages only.
+pub fn parse_module_meta(path: &Path, bytes: &[u8]) -> Result<ModuleMeta> {
+    let value = crate::files::parse_versioned_json(
+        path,
+        bytes,
+        MODULE_FORMAT,
+        MODULE_FORMAT_VERSION,
+        "module",
+    )?;
+    let meta: ModuleMeta =
+        serde_json::from_value(value).map_err(|e| ModelError::bad(path, e.to_string()))?;
+    for (what, spec) in [("spec", &meta.spec), ("parent_spec", &meta.parent_spec)] {
+        spec.analyse()
+            .map_err(|e| ModelError::bad(path, format!("{what}: {e}")))?;
+    }
+    crate::files::check_input_format(&meta.spec, &meta.input_format)
+        .map_err(|m| ModelError::bad(path, m))?;
+    if meta.class_index >= meta.spec.num_classes {
+        return Err(ModelError::bad(
+            path,
+            format!(
+                "class_index {} but the module network has {} outputs",
+                meta.class_index, meta.spec.num_classes
+            ),
+        ));
+    }
+    Ok(meta)
 }
 
 /// Load a module directory, verifying its weights' SHA-256 and, when `parent_sha256` is given,
@@ -351,12 +380,27 @@ pub fn load_module(path: &Path, parent_sha256: Option<&str>, device: &Device) ->
             ),
         ));
     }
-    let mut map = candle_core::safetensors::load_buffer(&bytes, device)?;
+    module_from_parts(&meta_path, meta, &wpath, &bytes, device)
+}
+
+/// Builds a module from its checked `module.json` contents and the bytes of its
+/// `module.safetensors`, checking every tensor name and shape against the module's spec
+/// and head; the paths are used in error messages only. [`load_module`] does this after
+/// verifying the weights' SHA-256.
+pub fn module_from_parts(
+    meta_path: &Path,
+    meta: ModuleMeta,
+    wpath: &Path,
+    bytes: &[u8],
+    device: &Device,
+) -> Result<Module> {
+    let meta_path = meta_path.to_path_buf();
+    let mut map = candle_core::safetensors::load_buffer(bytes, device)?;
     let mut head = Vec::new();
     if meta.head_included {
         for k in HEAD_KEYS {
             let t = map.remove(&head_key(k)).ok_or_else(|| {
-                ModelError::bad(&wpath, format!("missing tensor `{}`", head_key(k)))
+                ModelError::bad(wpath, format!("missing tensor `{}`", head_key(k)))
             })?;
             head.push(t.to_dtype(DType::F32)?);
         }
@@ -373,7 +417,7 @@ pub fn load_module(path: &Path, parent_sha256: Option<&str>, device: &Device) ->
             continue;
         }
         if !expected.contains(&k) {
-            return Err(ModelError::bad(&wpath, format!("unexpected tensor `{k}`")));
+            return Err(ModelError::bad(wpath, format!("unexpected tensor `{k}`")));
         }
         tensors.insert(k, t);
     }
@@ -390,12 +434,12 @@ pub fn load_module(path: &Path, parent_sha256: Option<&str>, device: &Device) ->
     let head = if meta.head_included {
         let [w1, b1, w2, b2]: [Tensor; 4] = head
             .try_into()
-            .map_err(|_| ModelError::bad(&wpath, "head tensors"))?;
+            .map_err(|_| ModelError::bad(wpath, "head tensors"))?;
         let n = meta.spec.num_classes;
         let h = b1.elem_count();
-        if w1.dims() != [h, n] || w2.dims() != [1, h] || b2.dims() != [1] {
+        if w1.dims() != [h, n] || b1.dims() != [h] || w2.dims() != [1, h] || b2.dims() != [1] {
             return Err(ModelError::bad(
-                &wpath,
+                wpath,
                 "module head tensors have inconsistent shapes",
             ));
         }

@@ -9,6 +9,15 @@ use crate::error::ModelError;
 /// Specs beyond this are rejected at validation, before any tensor is allocated.
 pub const MAX_TENSOR_ELEMENTS: usize = 1 << 31;
 
+/// Largest number of trainable parameters a whole network may hold (4 GiB of f32).
+/// Specs beyond this are rejected at validation, naming the layer that crosses it.
+pub const MAX_PARAMETERS: u64 = 1 << 30;
+
+/// Largest number of activation values one image may produce, summed over the input and
+/// every layer's output (1 GiB of f32 per image). Specs beyond this are rejected at
+/// validation, naming the layer that crosses it.
+pub const MAX_ACTIVATION_ELEMENTS: u64 = 1 << 28;
+
 /// Channels, height and width of the model input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputShape {
@@ -298,6 +307,8 @@ pub struct Analysis {
     pub rows: Vec<LayerRow>,
     /// Output shape of the network.
     pub output: ActShape,
+    /// Activation values one image produces: the input plus every layer's output.
+    pub activation_elements: u64,
 }
 
 impl Analysis {
@@ -383,6 +394,8 @@ struct Walker {
     slots: Vec<(String, ActShape, Producer)>,
     flattened: Option<(Producer, usize)>,
     names: std::collections::BTreeSet<String>,
+    params: u64,
+    activations: u64,
 }
 
 fn find(parent: &mut [usize], mut i: usize) -> usize {
@@ -439,7 +452,16 @@ impl Walker {
                             "out_channels, kernel and stride must be ≥ 1",
                         ));
                     }
-                    let (hp, wp) = (h + 2 * c.padding, w + 2 * c.padding);
+                    let padded = |side: usize| {
+                        c.padding
+                            .checked_mul(2)
+                            .and_then(|p| p.checked_add(side))
+                            .filter(|v| *v <= MAX_TENSOR_ELEMENTS)
+                            .ok_or_else(|| {
+                                invalid(&path, format!("padding {} is too large", c.padding))
+                            })
+                    };
+                    let (hp, wp) = (padded(h)?, padded(w)?);
                     if hp < c.kernel || wp < c.kernel {
                         return Err(invalid(
                             &path,
@@ -453,9 +475,16 @@ impl Walker {
                     let weight_elems = c
                         .out_channels
                         .checked_mul(cin)
-                        .and_then(|v| v.checked_mul(c.kernel * c.kernel))
+                        .and_then(|v| v.checked_mul(c.kernel.checked_mul(c.kernel)?))
                         .filter(|v| *v <= MAX_TENSOR_ELEMENTS)
                         .ok_or_else(|| invalid(&path, "conv weight too large"))?;
+                    let out_elems = ActShape::Map(c.out_channels, ho, wo).elements();
+                    if out_elems > MAX_TENSOR_ELEMENTS {
+                        return Err(invalid(
+                            &path,
+                            format!("output shape {}×{ho}×{wo} is too large", c.out_channels),
+                        ));
+                    }
                     self.claim_name(&path, &c.name)?;
                     let index = self.convs.len();
                     let reads = source_of(&producer, &mut self.parent, &self.convs, &path)?;
@@ -483,7 +512,7 @@ impl Walker {
                         p += 2 * c.out_channels as u64;
                     }
                     params = p;
-                    macs = (ho * wo) as u64 * weight_elems as u64;
+                    macs = ((ho * wo) as u64).saturating_mul(weight_elems as u64);
                     desc = format!(
                         "conv {k}×{k} {cin}→{co}{s}{bn}{relu}",
                         k = c.kernel,
@@ -624,9 +653,15 @@ impl Walker {
                         ));
                     };
                     if saved_shape != shape {
+                        let detail = match (shape, saved_shape) {
+                            (ActShape::Map(a, ..), ActShape::Map(b, ..)) if a != b => {
+                                format!(" (channel mismatch: {a} vs {b})")
+                            }
+                            _ => String::new(),
+                        };
                         return Err(invalid(
                             &path,
-                            format!("residual add of different shapes: current {shape}, saved `{slot}` {saved_shape}"),
+                            format!("residual add of different shapes: current {shape}, saved `{slot}` {saved_shape}{detail}"),
                         ));
                     }
                     let (Producer::Conv(a), Producer::Conv(b)) = (&saved_prod, &producer) else {
@@ -682,6 +717,27 @@ impl Walker {
                 return Err(invalid(
                     &path,
                     format!("output shape {shape} is empty or too large"),
+                ));
+            }
+            self.params = self.params.saturating_add(params);
+            if self.params > MAX_PARAMETERS {
+                return Err(invalid(
+                    &path,
+                    format!(
+                        "the network reaches {} parameters here, over the limit of {MAX_PARAMETERS}",
+                        self.params
+                    ),
+                ));
+            }
+            self.activations = self.activations.saturating_add(shape.elements() as u64);
+            if self.activations > MAX_ACTIVATION_ELEMENTS {
+                return Err(invalid(
+                    &path,
+                    format!(
+                        "the network's activations reach {} values per image here, over the \
+                         limit of {MAX_ACTIVATION_ELEMENTS}",
+                        self.activations
+                    ),
                 ));
             }
             self.rows.push(LayerRow {
@@ -764,8 +820,21 @@ impl ModelSpec {
             slots: Vec::new(),
             flattened: None,
             names: Default::default(),
+            params: 0,
+            activations: 0,
         };
         let start = ActShape::Map(inp.channels, inp.height, inp.width);
+        w.activations = start.elements() as u64;
+        if w.activations > MAX_ACTIVATION_ELEMENTS {
+            return Err(invalid(
+                "input",
+                format!(
+                    "input of {} values per image is over the activation limit of \
+                     {MAX_ACTIVATION_ELEMENTS}",
+                    w.activations
+                ),
+            ));
+        }
         let (output, _) = w.walk(&self.layers, "", start, Producer::Input(inp.channels))?;
         match output {
             ActShape::Vector(n) if n == self.num_classes => {}
@@ -822,6 +891,7 @@ impl ModelSpec {
             batch_norms: w.batch_norms,
             rows: w.rows,
             output,
+            activation_elements: w.activations,
         })
     }
 

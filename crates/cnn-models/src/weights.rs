@@ -131,7 +131,19 @@ pub fn load_safetensors(
     device: &Device,
 ) -> Result<BTreeMap<String, Tensor>> {
     let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    parse_safetensors(path, &bytes, analysis, arch, device)
+}
+
+/// Reads the tensors a spec needs from the bytes of a safetensors file, with the checks of
+/// [`load_safetensors`]; `path` is used in error messages only.
+pub fn parse_safetensors(
+    path: &Path,
+    bytes: &[u8],
+    analysis: &Analysis,
+    arch: &str,
+    device: &Device,
+) -> Result<BTreeMap<String, Tensor>> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| ModelError::bad(path, format!("not a valid safetensors file: {e}")))?;
     let expected = analysis.tensor_shapes();
     let known: std::collections::BTreeSet<&str> =

@@ -277,3 +277,192 @@ fn a_user_spec_with_residual_and_concat_runs() {
         .unwrap();
     assert_eq!(y.dims(), &[2, 4]);
 }
+
+/// The layer path and message of an `InvalidSpec` error.
+fn invalid_spec(spec: &ModelSpec) -> (String, String) {
+    match spec.analyse() {
+        Err(cnn_models::ModelError::InvalidSpec { layer, message }) => (layer, message),
+        other => panic!("expected an invalid-spec error, got {other:?}"),
+    }
+}
+
+#[test]
+fn impossible_networks_are_rejected_at_validation_naming_the_layer() {
+    let fc = |name: &str, n| {
+        LayerSpec::Linear(LinearSpec {
+            name: name.into(),
+            out_features: n,
+            relu: false,
+        })
+    };
+    let big_conv = |padding, kernel| {
+        LayerSpec::Conv(ConvSpec {
+            name: "c1".into(),
+            out_channels: 4,
+            kernel,
+            stride: 1,
+            padding,
+            bias: true,
+            bn: None,
+            relu: true,
+        })
+    };
+    let cases: Vec<(&str, ModelSpec, &str, &str)> = vec![
+        (
+            "channel mismatch at a residual add",
+            small(vec![
+                conv("c0", 4),
+                LayerSpec::Save { slot: "r".into() },
+                conv("c1", 6),
+                LayerSpec::Add { slot: "r".into() },
+                LayerSpec::Flatten,
+                fc("fc", 4),
+            ]),
+            "3",
+            "residual add of different shapes: current 6×8×8, saved `r` 4×8×8 (channel mismatch: 6 vs 4)",
+        ),
+        (
+            "pooling below 1×1",
+            small(vec![
+                conv("c0", 4),
+                LayerSpec::MaxPool {
+                    kernel: 4,
+                    stride: 4,
+                },
+                LayerSpec::MaxPool {
+                    kernel: 4,
+                    stride: 4,
+                },
+                LayerSpec::Flatten,
+                fc("fc", 4),
+            ]),
+            "2",
+            "pooling a 2×2 map with a 4×4 window leaves nothing",
+        ),
+        (
+            "residual add of different spatial shapes",
+            small(vec![
+                conv("c0", 4),
+                LayerSpec::Save { slot: "r".into() },
+                LayerSpec::MaxPool {
+                    kernel: 2,
+                    stride: 2,
+                },
+                conv("c1", 4),
+                LayerSpec::Add { slot: "r".into() },
+                LayerSpec::Flatten,
+                fc("fc", 4),
+            ]),
+            "4",
+            "residual add of different shapes: current 4×4×4, saved `r` 4×8×8",
+        ),
+        (
+            "a cycle: an add reading a slot that is only saved later",
+            small(vec![
+                conv("c0", 4),
+                LayerSpec::Add { slot: "r".into() },
+                conv("c1", 4),
+                LayerSpec::Save { slot: "r".into() },
+                LayerSpec::Flatten,
+                fc("fc", 4),
+            ]),
+            "1",
+            "residual add reads slot `r`, which no earlier layer saved",
+        ),
+        (
+            "a padding whose padded size overflows",
+            small(vec![
+                conv("c0", 4),
+                big_conv(usize::MAX / 2, 3),
+                LayerSpec::Flatten,
+                fc("fc", 4),
+            ]),
+            "1",
+            "padding 9223372036854775807 is too large",
+        ),
+        (
+            "a conv weight of terabytes",
+            small(vec![
+                conv("c0", 4),
+                big_conv(1 << 20, 1 << 20),
+                LayerSpec::Flatten,
+                fc("fc", 4),
+            ]),
+            "1",
+            "conv weight too large",
+        ),
+        (
+            "a padded output map of terabytes",
+            small(vec![
+                conv("c0", 4),
+                big_conv(1 << 20, 1),
+                LayerSpec::Flatten,
+                fc("fc", 4),
+            ]),
+            "1",
+            "output shape 4×2097160×2097160 is too large",
+        ),
+        (
+            // each linear weight is 2^29 values, under the per-tensor limit; the second
+            // takes the network past the parameter limit
+            "parameters over the limit",
+            small(vec![
+                conv("c0", 4),
+                LayerSpec::GlobalAvgPool,
+                fc("fc0", 1 << 27),
+                fc("fc1", 4),
+                fc("fc2", 4),
+            ]),
+            "3",
+            "the network reaches 1207959668 parameters here, over the limit of 1073741824",
+        ),
+        (
+            "activations over the limit",
+            ModelSpec {
+                input: InputShape {
+                    channels: 1,
+                    height: 8192,
+                    width: 8192,
+                },
+                ..small(vec![
+                    conv("c0", 4),
+                    LayerSpec::GlobalAvgPool,
+                    fc("fc", 4),
+                ])
+            },
+            "0",
+            "the network's activations reach 335544320 values per image here, over the limit of 268435456",
+        ),
+    ];
+    for (what, spec, layer, message) in cases {
+        let (l, m) = invalid_spec(&spec);
+        assert_eq!((l.as_str(), m.as_str()), (layer, message), "{what}");
+        // validation runs first: building the model fails the same way, allocating nothing
+        let err = Model::init(spec, 0, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains(message), "{what}: {err}");
+    }
+}
+
+#[test]
+fn analysis_counts_activation_values_per_image() {
+    let spec = small(vec![
+        conv("c0", 4),
+        LayerSpec::MaxPool {
+            kernel: 2,
+            stride: 2,
+        },
+        LayerSpec::Flatten,
+        fc_named("fc", 4),
+    ]);
+    let a = spec.analyse().unwrap();
+    // input 3·8·8, conv 4·8·8, pool 4·4·4, flatten 64, linear 4
+    assert_eq!(a.activation_elements, 192 + 256 + 64 + 64 + 4);
+}
+
+fn fc_named(name: &str, n: usize) -> LayerSpec {
+    LayerSpec::Linear(LinearSpec {
+        name: name.into(),
+        out_features: n,
+        relu: false,
+    })
+}

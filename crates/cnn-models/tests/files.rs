@@ -1,6 +1,7 @@
 //! Model files: PyTorch-named safetensors import, save/load round trip, and bad weights.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use cnn_data::{DatasetKind, InputFormat};
@@ -311,5 +312,107 @@ fn model_and_module_files_of_other_versions_name_both_versions() {
     assert!(
         err.contains("module format version 0 found") && err.contains("older cnnsplit"),
         "{err}"
+    );
+}
+
+/// Found while writing the safetensors fuzz target: a module head whose first bias was
+/// `[H, 1]` instead of `[H]` loaded, and then broadcast the batch into H scores per image.
+#[test]
+fn a_module_head_bias_of_the_wrong_rank_is_refused() {
+    use cnn_models::module::{build_module, module_from_parts, ModuleHead, ModuleSource};
+    use cnn_models::weights::safetensors_bytes;
+    let dev = Device::Cpu;
+    let parent = Model::init(presets::simcnn(0.0625, 3, 3, true), 1, &dev).unwrap();
+    let masks: Vec<Vec<bool>> = parent
+        .analysis()
+        .sites
+        .iter()
+        .map(|s| vec![true; s.channels])
+        .collect();
+    let ones = |d: &[usize]| Tensor::ones(d, candle_core::DType::F32, &dev).unwrap();
+    let head = ModuleHead {
+        w1: ones(&[4, 3]),
+        b1: ones(&[4]),
+        w2: ones(&[1, 4]),
+        b2: ones(&[1]),
+    };
+    let format = InputFormat::for_dataset(DatasetKind::Cifar10);
+    let module = build_module(
+        &parent,
+        "sha",
+        &masks,
+        ModuleSource::Head(head),
+        1,
+        "one",
+        format,
+        None,
+    )
+    .unwrap();
+    let mut tensors = module.model.tensors().clone();
+    let h = module.head.as_ref().unwrap();
+    for (k, t) in [("0.weight", &h.w1), ("2.weight", &h.w2), ("2.bias", &h.b2)] {
+        tensors.insert(format!("module_head.{k}"), t.clone());
+    }
+    let (meta_path, wpath) = (
+        Path::new("m/module.json"),
+        Path::new("m/module.safetensors"),
+    );
+    let load = |b1: Tensor| {
+        let mut all = tensors.clone();
+        all.insert("module_head.0.bias".into(), b1);
+        let bytes = safetensors_bytes(&all, &[]).unwrap();
+        module_from_parts(meta_path, module.meta.clone(), wpath, &bytes, &dev)
+    };
+    let good = load(ones(&[4])).unwrap();
+    let x = Tensor::zeros((2, 3, 32, 32), candle_core::DType::F32, &dev).unwrap();
+    assert_eq!(good.score(&x).unwrap().dims(), &[2]);
+    let e = load(ones(&[4, 1])).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "m/module.safetensors: module head tensors have inconsistent shapes"
+    );
+}
+
+/// Crash input of the `manifest` fuzz target (its first byte picks `model.json`): a
+/// `model.json` whose input format (size 399,999,992) disagrees with its spec (3×8×8) was
+/// accepted, and converting an image with it tried to allocate exabytes.
+#[test]
+fn fuzz_regression_model_json_with_an_input_format_unlike_its_spec() {
+    let input = include_bytes!("fuzz-regressions/manifest-model-json-huge-input-size");
+    let path = Path::new("m/model.json");
+    let e = cnn_models::files::parse_meta(path, &input[1..]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "m/model.json: input format 3×399999992×399999992 does not match the spec's input 3×8×8"
+    );
+}
+
+#[test]
+fn model_json_checks_class_names_and_normalisation() {
+    let model = Model::init(presets::simcnn(0.0625, 3, 3, true), 1, &Device::Cpu).unwrap();
+    let path = Path::new("m/model.json");
+    let parse = |meta: &ModelMeta| {
+        let bytes = serde_json::to_vec(meta).unwrap();
+        cnn_models::files::parse_meta(path, &bytes).map(|_| ())
+    };
+    let good = meta_for(&model);
+    parse(&good).unwrap();
+    let mut names = good.clone();
+    names.class_names.pop();
+    assert_eq!(
+        parse(&names).unwrap_err().to_string(),
+        "m/model.json: 2 class names for a model with 3 classes"
+    );
+    let mut std = good.clone();
+    std.input_format.norm.std[1] = 0.0;
+    assert_eq!(
+        parse(&std).unwrap_err().to_string(),
+        "m/model.json: normalisation std 0 is not a positive number"
+    );
+    let mut means = good;
+    means.input_format.norm.mean.push(0.5);
+    assert_eq!(
+        parse(&means).unwrap_err().to_string(),
+        "m/model.json: normalisation has 4 means and 3 stds for 3 channels"
     );
 }

@@ -327,20 +327,29 @@ pub fn is_composed(dir: &Path) -> bool {
     dir.join(COMPOSITION_MANIFEST).exists()
 }
 
-/// Loads a composed-model directory written by [`save_composed`], checking every module
-/// against the manifest (weights SHA-256) and that the modules can be composed.
-pub fn load_composed(dir: &Path, device: &Device) -> Result<ComposedModel> {
-    let path = dir.join(COMPOSITION_MANIFEST);
-    let value = cnn_models::files::read_versioned_json(
-        &path,
+/// Parses and checks the bytes of a `composition.json`: format tag, version, labels 0, 1, … in
+/// order, distinct names, selection fraction; `path` is used in error messages only.
+pub fn parse_composition_manifest(path: &Path, bytes: &[u8]) -> Result<CompositionManifest> {
+    let value = cnn_models::files::parse_versioned_json(
+        path,
+        bytes,
         COMPOSITION_FORMAT,
         COMPOSITION_FORMAT_VERSION,
         "composed-model",
     )
     .map_err(|e| ComposerError::Incompatible(e.to_string()))?;
     let manifest: CompositionManifest =
-        serde_json::from_value(value).map_err(|e| artefact(&path, e.to_string()))?;
-    manifest.validate().map_err(|m| artefact(&path, m))?;
+        serde_json::from_value(value).map_err(|e| artefact(path, e.to_string()))?;
+    manifest.validate().map_err(|m| artefact(path, m))?;
+    Ok(manifest)
+}
+
+/// Loads a composed-model directory written by [`save_composed`], checking every module
+/// against the manifest (weights SHA-256) and that the modules can be composed.
+pub fn load_composed(dir: &Path, device: &Device) -> Result<ComposedModel> {
+    let path = dir.join(COMPOSITION_MANIFEST);
+    let bytes = std::fs::read(&path).map_err(|e| artefact(&path, e.to_string()))?;
+    let manifest = parse_composition_manifest(&path, &bytes)?;
     let mut modules = Vec::with_capacity(manifest.classes.len());
     for class in &manifest.classes {
         let mdir = class.module_path(dir);

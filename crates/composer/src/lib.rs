@@ -49,16 +49,16 @@ mod selection;
 
 pub use calibration::Calibration;
 pub use composed::{
-    check_composable, is_composed, load_composed, save_composed, score_images, ComposedClass,
-    ComposedModel, CompositionManifest, COMPOSITION_FORMAT, COMPOSITION_FORMAT_VERSION,
-    COMPOSITION_MANIFEST,
+    check_composable, is_composed, load_composed, parse_composition_manifest, save_composed,
+    score_images, ComposedClass, ComposedModel, CompositionManifest, COMPOSITION_FORMAT,
+    COMPOSITION_FORMAT_VERSION, COMPOSITION_MANIFEST,
 };
 pub use composition::compose_predictions;
 pub use error::{ComposerError, Result};
 pub use metrics::{accuracy, binary_module_metrics, class_metrics, ClassMetrics};
 pub use patched::{
-    check_same_input, load_patched, module_calibration, save_patched, target_column, PatchManifest,
-    PatchedModel, PATCH_FORMAT, PATCH_FORMAT_VERSION, PATCH_MANIFEST,
+    check_same_input, load_patched, module_calibration, parse_patch_manifest, save_patched,
+    target_column, PatchManifest, PatchedModel, PATCH_FORMAT, PATCH_FORMAT_VERSION, PATCH_MANIFEST,
 };
 pub use patching::{
     patch_and_report, row_argmax, softmax_rows, weak_predictions, MetricChange, PatchReport,

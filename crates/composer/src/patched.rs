@@ -165,6 +165,23 @@ pub fn save_patched(
     })
 }
 
+/// Parses the bytes of a `patch.json`, checking its format tag and version; `path` is used
+/// in error messages only.
+pub fn parse_patch_manifest(path: &Path, bytes: &[u8]) -> Result<PatchManifest> {
+    let value = cnn_models::files::parse_versioned_json(
+        path,
+        bytes,
+        PATCH_FORMAT,
+        PATCH_FORMAT_VERSION,
+        "patched-model",
+    )
+    .map_err(|e| ComposerError::Incompatible(e.to_string()))?;
+    serde_json::from_value(value).map_err(|e| ComposerError::Artefact {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// Loads a patched-model directory written by [`save_patched`], checking that its parts are
 /// the ones the manifest names.
 pub fn load_patched(dir: &Path, device: &Device) -> Result<PatchedModel> {
@@ -173,14 +190,8 @@ pub fn load_patched(dir: &Path, device: &Device) -> Result<PatchedModel> {
         path: path.clone(),
         message,
     };
-    let value = cnn_models::files::read_versioned_json(
-        &path,
-        PATCH_FORMAT,
-        PATCH_FORMAT_VERSION,
-        "patched-model",
-    )
-    .map_err(|e| ComposerError::Incompatible(e.to_string()))?;
-    let manifest: PatchManifest = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+    let bytes = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    let manifest = parse_patch_manifest(&path, &bytes)?;
     let model_dir = dir.join("model");
     let (model, meta) = load_model(&model_dir, device).map_err(|e| ComposerError::Artefact {
         path: model_dir.clone(),

@@ -103,6 +103,8 @@ pub struct PresetConfig {
     pub dataset: String,
     /// Images in its training split (for estimates).
     pub train_images: usize,
+    /// Images in its test split (for estimates).
+    pub test_images: usize,
     /// Classes.
     pub class_names: Vec<String>,
     /// Width multiplier.
@@ -163,6 +165,7 @@ impl PresetConfig {
             Preset::Smoke => PresetConfig {
                 dataset: "fashion-mnist".into(),
                 train_images: 6000,
+                test_images: 1000,
                 class_names: fashion,
                 width: 0.125,
                 estimators: vec![1, 2],
@@ -200,6 +203,7 @@ impl PresetConfig {
             Preset::Fashion => PresetConfig {
                 dataset: "fashion-mnist-full".into(),
                 train_images: 60_000,
+                test_images: 10_000,
                 class_names: fashion,
                 width: 0.25,
                 estimators: vec![1, 2],
@@ -236,6 +240,7 @@ impl PresetConfig {
             Preset::Paper => PresetConfig {
                 dataset: "cifar10".into(),
                 train_images: 50_000,
+                test_images: 10_000,
                 class_names: cnn_data::DatasetKind::Cifar10
                     .class_names()
                     .map(|n| n.iter().map(|s| s.to_string()).collect())
@@ -433,7 +438,7 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
             resumable: true,
             estimate_s: gs_cost,
         });
-        out.push(compose_step("grad", m, &dataset_arg));
+        out.push(compose_step("grad", m, &dataset_arg, cfg));
     }
     // CNNSplitter on the first estimator
     let ga_model = &estimator_names[0];
@@ -467,7 +472,7 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
             * cfg.train_cost_s
             * 0.4,
     });
-    out.push(compose_step("ga", ga_model, &cfg.dataset));
+    out.push(compose_step("ga", ga_model, &cfg.dataset, cfg));
     // patching the weak model, every class, with both methods' modules of the first estimator
     for method in ["grad", "ga"] {
         for &c in &cfg.patch_classes {
@@ -484,7 +489,7 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
                 args: a,
                 out: None,
                 resumable: false,
-                estimate_s: cfg.train_images as f64 / 6.0 * cfg.train_cost_s,
+                estimate_s: forward_cost(cfg, 2.0),
             });
         }
     }
@@ -507,9 +512,10 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
             args: a,
             out: Some(format!("composed/select-{scope}")),
             resumable: false,
-            estimate_s: models.len() as f64 * cfg.train_images as f64 / 6.0
-                * cfg.train_cost_s
-                * 2.0,
+            estimate_s: forward_cost(
+                cfg,
+                models.len() as f64 * (cfg.class_names.len() as f64 + 1.0),
+            ),
         }
     };
     out.push(select("intra", estimator_names.clone()));
@@ -547,7 +553,13 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
     out
 }
 
-fn compose_step(method: &str, model: &str, dataset: &str) -> Step {
+/// Seconds to run `modules` networks over the test split (a forward pass costs about a third
+/// of a training step per image).
+fn forward_cost(cfg: &PresetConfig, networks: f64) -> f64 {
+    networks * cfg.test_images as f64 * cfg.train_cost_s / 3.0
+}
+
+fn compose_step(method: &str, model: &str, dataset: &str, cfg: &PresetConfig) -> Step {
     Step {
         id: format!("compose-{method}-{model}"),
         kind: StepKind::Compose {
@@ -565,6 +577,6 @@ fn compose_step(method: &str, model: &str, dataset: &str) -> Step {
         ],
         out: None,
         resumable: false,
-        estimate_s: 20.0,
+        estimate_s: forward_cost(cfg, cfg.class_names.len() as f64 + 1.0),
     }
 }
