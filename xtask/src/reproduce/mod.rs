@@ -55,6 +55,7 @@ fn source_tree() -> PathBuf {
 }
 
 fn fmt_duration(s: f64) -> String {
+    let s = s.max(0.0) + 0.0; // never "-0 s"
     if s < 90.0 {
         format!("{s:.0} s")
     } else if s < 5400.0 {
