@@ -259,15 +259,28 @@ fn evaluate_composed(modules: &[Module], set: &ImageSet, batch: usize) -> Result
     Ok(Evaluation::new(&labels_of(set), &preds, modules.len()))
 }
 
-/// Save a composition, refusing an existing one; returns the manifest written.
-fn save(out: &Path, manifest: &CompositionManifest) -> Result<()> {
+/// With `--out`, save the composition of `classes` with `record` as its report, refusing a
+/// directory that already holds one.
+fn save_composition(
+    out: Option<&PathBuf>,
+    kind: &str,
+    classes: Vec<ComposedClass>,
+    datasets: Vec<String>,
+    selection_fraction: f64,
+    record: &serde_json::Value,
+) -> Result<()> {
+    let Some(out) = out else {
+        return Ok(());
+    };
     if is_composed(out) {
         bail!(
             "{} already holds a composed model: choose another --out or delete it",
             out.display()
         );
     }
-    save_composed(out, manifest)?;
+    let mut manifest = CompositionManifest::new(kind, classes, datasets, selection_fraction);
+    manifest.report = Some(record.clone());
+    save_composed(out, &manifest)?;
     Ok(())
 }
 
@@ -420,16 +433,14 @@ pub fn select(g: &Global, a: &ReuseSelectArgs) -> Result<serde_json::Value> {
         "selection_fraction": a.selection_fraction, "composed": composed, "seconds": seconds,
         "out": a.out,
     });
-    if let Some(out) = &a.out {
-        let mut manifest = CompositionManifest::new(
-            "select",
-            classes,
-            vec![dataset.clone()],
-            a.selection_fraction,
-        );
-        manifest.report = Some(record.clone());
-        save(out, &manifest)?;
-    }
+    save_composition(
+        a.out.as_ref(),
+        "select",
+        classes,
+        vec![dataset.clone()],
+        a.selection_fraction,
+        &record,
+    )?;
     if g.json {
         print_json(&record);
         return Ok(record);
@@ -603,16 +614,14 @@ pub fn new_task(g: &Global, a: &ReuseNewTaskArgs) -> Result<serde_json::Value> {
         "selection_images": sets.selection.len(), "test_images": sets.test.len(),
         "selection_fraction": a.selection_fraction, "out": a.out,
     });
-    if let Some(out) = &a.out {
-        let mut manifest = CompositionManifest::new(
-            "new-task",
-            classes,
-            a.datasets.clone(),
-            a.selection_fraction,
-        );
-        manifest.report = Some(record.clone());
-        save(out, &manifest)?;
-    }
+    save_composition(
+        a.out.as_ref(),
+        "new-task",
+        classes,
+        a.datasets.clone(),
+        a.selection_fraction,
+        &record,
+    )?;
     if g.json {
         print_json(&record);
         return Ok(record);

@@ -2,38 +2,8 @@
 //! data with two tiny SimCNNs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn cnnsplit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnnsplit"))
-        .args(args)
-        .output()
-        .expect("run cnnsplit")
-}
-
-fn ok_json(args: &[&str]) -> serde_json::Value {
-    let out = cnnsplit(args);
-    assert!(
-        out.status.success(),
-        "cnnsplit {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = cnnsplit(args);
-    assert!(!out.status.success(), "cnnsplit {args:?} should fail");
-    let err = String::from_utf8_lossy(&out.stderr);
-    for n in needles {
-        assert!(err.contains(n), "expected `{n}` in: {err}");
-    }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+mod common;
+use common::{fails_with, ok_json, p};
 
 /// Train a tiny SimCNN with `seed` and split it with a one-epoch GradSplitter schedule.
 fn model_and_modules(dir: &Path, seed: &str) -> (PathBuf, PathBuf) {
