@@ -139,6 +139,15 @@ fn augment_for(choice: AugmentChoice, kind: DatasetKind) -> Option<Augment> {
     }
 }
 
+/// The ops a model on `dev` runs with: the `--ops` choice on CPU, candle's own elsewhere.
+pub fn ops_for(g: &Global, dev: &Device) -> cnn_models::OpsBackend {
+    if dev.is_cpu() {
+        g.ops
+    } else {
+        cnn_models::OpsBackend::Candle
+    }
+}
+
 pub fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
 }
@@ -209,11 +218,7 @@ fn train_model(g: &Global, a: &TrainArgs) -> Result<serde_json::Value> {
     // temp files of a run that was killed mid-write are never read; clear them away
     cnn_models::files::remove_stale_temp_files(&a.out, 1)?;
     let mut model = Model::init(spec.clone(), a.seed, &dev)?;
-    model.set_ops(if dev.is_cpu() {
-        g.ops
-    } else {
-        cnn_models::OpsBackend::Candle
-    });
+    model.set_ops(ops_for(g, &dev));
     if !g.quiet {
         let an = model.analysis();
         eprintln!(
@@ -293,11 +298,7 @@ fn eval(g: &Global, a: EvalArgs) -> Result<()> {
     }
     let dev = device(g.device)?;
     let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
-    model.set_ops(if dev.is_cpu() {
-        g.ops
-    } else {
-        cnn_models::OpsBackend::Candle
-    });
+    model.set_ops(ops_for(g, &dev));
     let dataset = a.dataset.clone().unwrap_or_else(|| meta.dataset.clone());
     let (dspec, data) = load_data(&dataset)?;
     check_classes(&meta, &data.train, &a.model)?;
@@ -462,11 +463,7 @@ fn predict(g: &Global, a: PredictArgs) -> Result<()> {
     }
     let dev = device(g.device)?;
     let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
-    model.set_ops(if dev.is_cpu() {
-        g.ops
-    } else {
-        cnn_models::OpsBackend::Candle
-    });
+    model.set_ops(ops_for(g, &dev));
     let x = predict_inputs(&a.input, &meta.input_format, &dev)?;
     check_input_shape(&x, model.spec(), &a.input)?;
     let logits = model.predict_logits(&x, a.batch_size)?;

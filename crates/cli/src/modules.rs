@@ -14,7 +14,9 @@ use serde_json::json;
 use splitter_grad::{GradSplitConfig, GradSplitEvent, MaskInit};
 
 use crate::args::*;
-use crate::commands::{device, load_data, pct, print_evaluation, print_json, recorded_split};
+use crate::commands::{
+    device, load_data, ops_for, pct, print_evaluation, print_json, recorded_split,
+};
 use crate::progress::bar;
 
 /// Name of the run record a decomposition writes next to its modules.
@@ -56,11 +58,7 @@ pub struct Prepared {
 pub fn prepare(g: &Global, a: &DecomposeArgs) -> Result<Prepared> {
     let dev = device(g.device)?;
     let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
-    model.set_ops(if dev.is_cpu() {
-        g.ops
-    } else {
-        cnn_models::OpsBackend::Candle
-    });
+    model.set_ops(ops_for(g, &dev));
     model.freeze()?;
     let dataset = a.dataset.clone().unwrap_or_else(|| meta.dataset.clone());
     let (dspec, data) = load_data(&dataset)?;
@@ -380,11 +378,7 @@ pub fn load_modules(
     let mut modules: Vec<Module> = Vec::new();
     for dir in module_dirs(paths)? {
         let mut m = load_module(&dir, parent_sha, &dev)?;
-        m.model.set_ops(if dev.is_cpu() {
-            g.ops
-        } else {
-            cnn_models::OpsBackend::Candle
-        });
+        m.model.set_ops(ops_for(g, &dev));
         if let Some(first) = modules.first() {
             if m.meta.input_format != first.meta.input_format {
                 bail!(

@@ -13,7 +13,7 @@ use composer::{
 use serde_json::json;
 
 use crate::args::*;
-use crate::commands::{device, load_data, pct, print_json};
+use crate::commands::{device, load_data, ops_for, pct, print_json};
 use crate::modules::module_scores;
 
 /// Whether `dir` is a patched-model directory.
@@ -25,11 +25,7 @@ pub fn is_patched(dir: &Path) -> bool {
 pub fn load(g: &Global, dir: &Path) -> Result<PatchedModel> {
     let dev = device(g.device)?;
     let mut p = load_patched(dir, &dev)?;
-    let ops = if dev.is_cpu() {
-        g.ops
-    } else {
-        cnn_models::OpsBackend::Candle
-    };
+    let ops = ops_for(g, &dev);
     p.model.set_ops(ops);
     p.module.model.set_ops(ops);
     Ok(p)
@@ -91,11 +87,7 @@ pub fn patch_model(g: &Global, a: &PatchArgs) -> Result<(PatchReport, serde_json
     let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
     let mdir = module_dir(&a.module);
     let mut module = load_module(&mdir, None, &dev)?;
-    let ops = if dev.is_cpu() {
-        g.ops
-    } else {
-        cnn_models::OpsBackend::Candle
-    };
+    let ops = ops_for(g, &dev);
     model.set_ops(ops);
     module.model.set_ops(ops);
     check_same_input(&meta, &module)

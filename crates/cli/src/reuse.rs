@@ -22,7 +22,7 @@ use composer::{
 use serde_json::json;
 
 use crate::args::*;
-use crate::commands::{device, load_data, pct, print_evaluation, print_json};
+use crate::commands::{device, load_data, ops_for, pct, print_evaluation, print_json};
 use crate::modules::load_modules;
 use crate::progress::TrainProgress;
 
@@ -292,11 +292,7 @@ fn module_label(dir: &Path, m: &Module) -> String {
 pub fn select(g: &Global, a: &ReuseSelectArgs) -> Result<serde_json::Value> {
     check_fraction(a.selection_fraction)?;
     let dev = device(g.device)?;
-    let ops = if dev.is_cpu() {
-        g.ops
-    } else {
-        cnn_models::OpsBackend::Candle
-    };
+    let ops = ops_for(g, &dev);
     let mut models: Vec<(Model, ModelMeta)> = Vec::new();
     for p in &a.models {
         let (mut m, meta) = cnn_models::load_model(p, &dev)?;
@@ -702,11 +698,7 @@ fn train_scratch(
         eval_batch: a.batch_size,
     };
     let mut model = Model::init(spec.clone(), a.seed, dev)?;
-    model.set_ops(if dev.is_cpu() {
-        g.ops
-    } else {
-        cnn_models::OpsBackend::Candle
-    });
+    model.set_ops(ops_for(g, dev));
     if !g.quiet {
         eprintln!(
             "training {} from scratch on the task: {} train / {} val images, {} epochs",
@@ -735,11 +727,7 @@ fn train_scratch(
 pub fn load(g: &Global, dir: &Path) -> Result<ComposedModel> {
     let dev = device(g.device)?;
     let mut c = load_composed(dir, &dev)?;
-    let ops = if dev.is_cpu() {
-        g.ops
-    } else {
-        cnn_models::OpsBackend::Candle
-    };
+    let ops = ops_for(g, &dev);
     for m in &mut c.modules {
         m.model.set_ops(ops);
     }
