@@ -6,12 +6,8 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::util::{cpu_tensor, dot, layout_slice, storage_slice, sum, sum_sq_dev};
-
-/// Rows (n, c) processed per rayon task: enough elements to amortise scheduling.
-fn min_rows(p: usize) -> usize {
-    (8192 / p.max(1)).max(1)
-}
+use crate::rows;
+use crate::util::{cpu_tensor, layout_slice, map_rows, reduce_rows, storage_slice};
 
 /// Batch statistics of a training-mode forward, kept for the backward.
 #[derive(Debug)]
@@ -48,19 +44,15 @@ fn bn_train_fwd(
     eps: f64,
     relu: bool,
 ) -> (Vec<f32>, BnStats) {
-    let mut y = vec![0f32; x.len()];
     let (mut mean, mut var, mut invstd) = (vec![0f32; c], vec![0f32; c], vec![0f32; c]);
     if p == 0 || n == 0 {
-        return (y, BnStats { mean, var, invstd });
+        return (vec![0f32; x.len()], BnStats { mean, var, invstd });
     }
-    let rows: Vec<(f32, f32)> = x
-        .par_chunks(p)
-        .with_min_len(min_rows(p))
-        .map(|r| {
-            let m = sum(r) / p as f32;
-            (m, sum_sq_dev(r, m))
-        })
-        .collect();
+    let rows: Vec<(f32, f32)> = reduce_rows(n * c, p, |r| {
+        let row = &x[r * p..(r + 1) * p];
+        let m = rows::sum(row) / p as f32;
+        (m, rows::sum_sq_dev(row, m))
+    });
     for ch in 0..c {
         let mut s = 0f64;
         for i in 0..n {
@@ -79,42 +71,10 @@ fn bn_train_fwd(
     }
     let a: Vec<f32> = (0..c).map(|ch| invstd[ch] * gamma[ch]).collect();
     let b: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * a[ch]).collect();
-    y.par_chunks_mut(p)
-        .zip(x.par_chunks(p))
-        .enumerate()
-        .with_min_len(min_rows(p))
-        .for_each(|(r, (o, xr))| {
-            let (a, b) = (a[r % c], b[r % c]);
-            for (o, &v) in o.iter_mut().zip(xr) {
-                let t = v * a + b;
-                *o = if relu { t.max(0.0) } else { t };
-            }
-        });
+    let y = map_rows(x.len(), p, |r, o| {
+        rows::affine(&x[r * p..(r + 1) * p], o, a[r % c], b[r % c], relu)
+    });
     (y, BnStats { mean, var, invstd })
-}
-
-/// `(Σ g, Σ g·(x - mean))` over one row with `g = dy · [y > 0]` under ReLU (else `g = dy`);
-/// loads are unconditional and the mask a select, so the loop vectorises without branches.
-#[inline]
-fn masked_sums(x: &[f32], y: &[f32], dy: &[f32], mean: f32, relu: bool) -> (f32, f32) {
-    let mut acc_g = [0f32; 8];
-    let mut acc_gx = [0f32; 8];
-    let (xc, yc, gc) = (x.chunks_exact(8), y.chunks_exact(8), dy.chunks_exact(8));
-    let (xr, yr, gr) = (xc.remainder(), yc.remainder(), gc.remainder());
-    for ((xs, ys), gs) in xc.zip(yc).zip(gc) {
-        for l in 0..8 {
-            let gv = if relu && ys[l] <= 0.0 { 0.0 } else { gs[l] };
-            acc_g[l] += gv;
-            acc_gx[l] += gv * (xs[l] - mean);
-        }
-    }
-    let (mut s1, mut s2): (f32, f32) = (acc_g.iter().sum(), acc_gx.iter().sum());
-    for ((&xv, &yv), &gv) in xr.iter().zip(yr).zip(gr) {
-        let gv = if relu && yv <= 0.0 { 0.0 } else { gv };
-        s1 += gv;
-        s2 += gv * (xv - mean);
-    }
-    (s1, s2)
 }
 
 /// Training-mode backward. With `g = dy · [y > 0]` (ReLU) per channel:
@@ -136,13 +96,16 @@ fn bn_train_bwd(
     if p == 0 || n == 0 {
         return (need_dx.then(|| vec![0f32; x.len()]), dgamma, dbeta);
     }
-    let rows: Vec<(f32, f32)> = x
-        .par_chunks(p)
-        .zip(y.par_chunks(p).zip(dy.par_chunks(p)))
-        .enumerate()
-        .with_min_len(min_rows(p))
-        .map(|(r, (xr, (yr, gr)))| masked_sums(xr, yr, gr, st.mean[r % c], relu))
-        .collect();
+    let rows: Vec<(f32, f32)> = reduce_rows(n * c, p, |r| {
+        let rg = r * p..(r + 1) * p;
+        rows::masked_sums(
+            &x[rg.clone()],
+            &y[rg.clone()],
+            &dy[rg],
+            st.mean[r % c],
+            relu,
+        )
+    });
     for ch in 0..c {
         let (mut sg, mut sgx) = (0f64, 0f64);
         for i in 0..n {
@@ -161,20 +124,12 @@ fn bn_train_bwd(
                 (a, a * dbeta[ch] / m, a * st.invstd[ch] * dgamma[ch] / m)
             })
             .collect();
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(p)
-            .zip(x.par_chunks(p).zip(y.par_chunks(p).zip(dy.par_chunks(p))))
-            .enumerate()
-            .with_min_len(min_rows(p))
-            .for_each(|(r, (out, (xr, (yr, gr))))| {
-                let ch = r % c;
-                let ((a, b, cc), mean) = (coef[ch], st.mean[ch]);
-                for (((o, &xv), &yv), &gv) in out.iter_mut().zip(xr).zip(yr).zip(gr) {
-                    let gv = if relu && yv <= 0.0 { 0.0 } else { gv };
-                    *o = a * gv - b - cc * (xv - mean);
-                }
-            });
-        dx
+        map_rows(x.len(), p, |r, out| {
+            let ch = r % c;
+            let rg = r * p..(r + 1) * p;
+            let (xr, yr, gr) = (&x[rg.clone()], &y[rg.clone()], &dy[rg]);
+            rows::bn_train_grad(xr, yr, gr, out, coef[ch], st.mean[ch], relu)
+        })
     });
     (dx, dgamma, dbeta)
 }
@@ -312,21 +267,10 @@ impl CustomOp3 for BnEvalOp {
         check_len(beta, c, "beta")?;
         let (scale, shift) =
             eval_affine(gamma, beta, &self.running_mean, &self.running_var, self.eps);
-        let mut y = vec![0f32; x.len()];
-        if p > 0 {
-            let relu = self.relu;
-            y.par_chunks_mut(p)
-                .zip(x.par_chunks(p))
-                .enumerate()
-                .with_min_len(min_rows(p))
-                .for_each(|(r, (o, xr))| {
-                    let (a, b) = (scale[r % c], shift[r % c]);
-                    for (o, &v) in o.iter_mut().zip(xr) {
-                        let t = v * a + b;
-                        *o = if relu { t.max(0.0) } else { t };
-                    }
-                });
-        }
+        let relu = self.relu;
+        let y = map_rows(x.len(), p, |r, o| {
+            rows::affine(&x[r * p..(r + 1) * p], o, scale[r % c], shift[r % c], relu)
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
     fn bwd(
@@ -357,17 +301,10 @@ impl CustomOp3 for BnEvalOp {
         let (scale, _) = eval_affine(gv, bv, &self.running_mean, &self.running_var, self.eps);
         let relu = self.relu;
         let dx = if need_dx && p > 0 {
-            let mut dx = vec![0f32; xv.len()];
-            dx.par_chunks_mut(p)
-                .zip(dy.par_chunks(p).zip(yv.par_chunks(p)))
-                .enumerate()
-                .with_min_len(min_rows(p))
-                .for_each(|(r, (o, (gr, yr)))| {
-                    let a = scale[r % c];
-                    for ((o, &g), &yy) in o.iter_mut().zip(gr).zip(yr) {
-                        *o = if relu && yy <= 0.0 { 0.0 } else { g * a };
-                    }
-                });
+            let dx = map_rows(xv.len(), p, |r, o| {
+                let rg = r * p..(r + 1) * p;
+                rows::scaled_grad(&dy[rg.clone()], &yv[rg], o, scale[r % c], relu)
+            });
             Some(cpu_tensor(dx, x.shape().clone())?)
         } else if need_dx {
             Some(x.zeros_like()?)
@@ -383,8 +320,13 @@ impl CustomOp3 for BnEvalOp {
                     let (mut sg, mut sgx) = (0f64, 0f64);
                     for i in 0..n {
                         let rg = (i * c + ch) * p..(i * c + ch + 1) * p;
-                        let (s1, s2) =
-                            masked_sums(&xv[rg.clone()], &yv[rg.clone()], &dy[rg], mean, relu);
+                        let (s1, s2) = rows::masked_sums(
+                            &xv[rg.clone()],
+                            &yv[rg.clone()],
+                            &dy[rg],
+                            mean,
+                            relu,
+                        );
                         sg += s1 as f64;
                         sgx += s2 as f64;
                     }
@@ -443,20 +385,11 @@ impl CustomOp2 for ChannelMaskOp {
     ) -> Result<(CpuStorage, Shape)> {
         let (_, b, c, p) = mask_geom(l1.dims(), l2.dims())?;
         let (x, m) = (layout_slice(s1, l1)?, layout_slice(s2, l2)?);
-        let mut y = vec![0f32; x.len()];
-        if p > 0 {
-            y.par_chunks_mut(p)
-                .zip(x.par_chunks(p))
-                .enumerate()
-                .with_min_len(min_rows(p))
-                .for_each(|(r, (o, xr))| {
-                    let (i, ch) = (r / c, r % c);
-                    let mv = m[(i / b) * c + ch];
-                    for (o, &v) in o.iter_mut().zip(xr) {
-                        *o = v * mv;
-                    }
-                });
-        }
+        let y = map_rows(x.len(), p, |r, o| {
+            let (i, ch) = (r / c, r % c);
+            let mv = m[(i / b) * c + ch];
+            rows::scale(&x[r * p..(r + 1) * p], o, mv)
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
     fn bwd(
@@ -481,19 +414,10 @@ impl CustomOp2 for ChannelMaskOp {
             storage_slice(&gs, gl)?,
         );
         let dx = if need_dx {
-            let mut dx = vec![0f32; xv.len()];
-            if p > 0 {
-                dx.par_chunks_mut(p)
-                    .zip(dy.par_chunks(p))
-                    .enumerate()
-                    .with_min_len(min_rows(p))
-                    .for_each(|(r, (o, gr))| {
-                        let mm = mv[(r / c / b) * c + r % c];
-                        for (o, &gv) in o.iter_mut().zip(gr) {
-                            *o = gv * mm;
-                        }
-                    });
-            }
+            let dx = map_rows(xv.len(), p, |r, o| {
+                let mm = mv[(r / c / b) * c + r % c];
+                rows::scale(&dy[r * p..(r + 1) * p], o, mm)
+            });
             Some(cpu_tensor(dx, x.shape().clone())?)
         } else {
             None
@@ -506,7 +430,7 @@ impl CustomOp2 for ChannelMaskOp {
                     let mut s = 0f64;
                     for i in gi * b..(gi + 1) * b {
                         let rg = (i * c + ch) * p..(i * c + ch + 1) * p;
-                        s += dot(&dy[rg.clone()], &xv[rg]) as f64;
+                        s += rows::dot(&dy[rg.clone()], &xv[rg]) as f64;
                     }
                     s as f32
                 })
@@ -547,21 +471,12 @@ impl CustomOp2 for BnReluMaskOp {
         let (_, b, c, p) = mask_geom(l1.dims(), l2.dims())?;
         check_len(&self.scale, c, "batch-norm parameters")?;
         let (x, m) = (layout_slice(s1, l1)?, layout_slice(s2, l2)?);
-        let mut y = vec![0f32; x.len()];
-        if p > 0 {
-            y.par_chunks_mut(p)
-                .zip(x.par_chunks(p))
-                .enumerate()
-                .with_min_len(min_rows(p))
-                .for_each(|(r, (o, xr))| {
-                    let (i, ch) = (r / c, r % c);
-                    let mv = m[(i / b) * c + ch];
-                    let (a, sh) = (self.scale[ch], self.shift[ch]);
-                    for (o, &v) in o.iter_mut().zip(xr) {
-                        *o = (v * a + sh).max(0.0) * mv;
-                    }
-                });
-        }
+        let y = map_rows(x.len(), p, |r, o| {
+            let (i, ch) = (r / c, r % c);
+            let mv = m[(i / b) * c + ch];
+            let (a, sh) = (self.scale[ch], self.shift[ch]);
+            rows::affine_relu_mask(&x[r * p..(r + 1) * p], o, a, sh, mv)
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
     fn bwd(
@@ -586,22 +501,14 @@ impl CustomOp2 for BnReluMaskOp {
             storage_slice(&gs, gl)?,
         );
         let dx = if need_dx {
-            let mut dx = vec![0f32; xv.len()];
-            if p > 0 {
-                dx.par_chunks_mut(p)
-                    .zip(dy.par_chunks(p).zip(xv.par_chunks(p)))
-                    .enumerate()
-                    .with_min_len(min_rows(p))
-                    .for_each(|(r, (o, (gr, xr)))| {
-                        let ch = r % c;
-                        let mm = mv[(r / c / b) * c + ch];
-                        let (a, sh) = (self.scale[ch], self.shift[ch]);
-                        let am = a * mm;
-                        for ((o, &gv), &xx) in o.iter_mut().zip(gr).zip(xr) {
-                            *o = if xx * a + sh > 0.0 { gv * am } else { 0.0 };
-                        }
-                    });
-            }
+            let dx = map_rows(xv.len(), p, |r, o| {
+                let ch = r % c;
+                let mm = mv[(r / c / b) * c + ch];
+                let (a, sh) = (self.scale[ch], self.shift[ch]);
+                let am = a * mm;
+                let rg = r * p..(r + 1) * p;
+                rows::affine_relu_mask_grad(&dy[rg.clone()], &xv[rg], o, a, sh, am)
+            });
             Some(cpu_tensor(dx, x.shape().clone())?)
         } else {
             None
@@ -615,21 +522,7 @@ impl CustomOp2 for BnReluMaskOp {
                     let mut s = 0f64;
                     for i in gi * b..(gi + 1) * b {
                         let rg = (i * c + ch) * p..(i * c + ch + 1) * p;
-                        let (gr, xr) = (&dy[rg.clone()], &xv[rg]);
-                        let mut acc = [0f32; 8];
-                        let mut k = 0;
-                        while k + 8 <= p {
-                            for l in 0..8 {
-                                acc[l] += gr[k + l] * (xr[k + l] * a + sh).max(0.0);
-                            }
-                            k += 8;
-                        }
-                        let mut t: f32 = acc.iter().sum();
-                        while k < p {
-                            t += gr[k] * (xr[k] * a + sh).max(0.0);
-                            k += 1;
-                        }
-                        s += t as f64;
+                        s += rows::relu_affine_dot(&dy[rg.clone()], &xv[rg], a, sh) as f64;
                     }
                     s as f32
                 })

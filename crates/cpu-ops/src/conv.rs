@@ -10,9 +10,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::util::{
-    cpu_tensor, give_scratch, layout_slice, storage_slice, sum, take_scratch, SendPtr,
-};
+use crate::util::{cpu_tensor, give_scratch, layout_slice, storage_slice, take_scratch, SendPtr};
 
 /// Sizes of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,8 +143,109 @@ fn valid_range(kx: usize, pad: usize, len: usize, out: usize) -> (usize, usize) 
     (lo, hi)
 }
 
+/// For a stride-1 conv whose output has the input's size ("same" padding), the im2col row of
+/// kernel offset `(ky, kx)` is the input plane shifted by `shift = (ky-pad)·w + (kx-pad)`:
+/// row element `i` reads plane element `i + shift`, except for the output rows outside
+/// `[ylo, yhi)` and the columns `edge` of every row, which read the zero padding.
+struct SameShift {
+    ylo: usize,
+    yhi: usize,
+    shift: isize,
+    edge: std::ops::Range<usize>,
+}
+
+impl SameShift {
+    fn new(g: &ConvGeom, ky: usize, kx: usize) -> Self {
+        let (h, w) = (g.h as isize, g.w as isize);
+        let (dy, dx) = (ky as isize - g.pad as isize, kx as isize - g.pad as isize);
+        let ylo = (-dy).clamp(0, h);
+        let yhi = (h - dy).clamp(ylo, h);
+        let edge = if dx < 0 {
+            0..(-dx).min(w) as usize
+        } else {
+            (w - dx).max(0) as usize..w as usize
+        };
+        SameShift {
+            ylo: ylo as usize,
+            yhi: yhi as usize,
+            shift: dy * w + dx,
+            edge,
+        }
+    }
+    /// The part `[a, b)` of the valid rows' span whose source lies inside the plane of `p`
+    /// elements (what falls outside is padding, as the edge columns).
+    fn span(&self, w: usize, p: usize) -> (usize, usize) {
+        let (lo, hi) = ((self.ylo * w) as isize, (self.yhi * w) as isize);
+        let a = lo.max(-self.shift).min(hi);
+        let b = hi.min(p as isize - self.shift).max(a);
+        (a as usize, b as usize)
+    }
+}
+
+/// Whether the conv is stride 1 with output size = input size (3×3 with padding 1, 1×1…).
+fn same_size(g: &ConvGeom) -> bool {
+    g.stride == 1 && g.ho == g.h && g.wo == g.w
+}
+
+/// [`im2col`] for [`same_size`] convs: one block copy per kernel offset and channel, then
+/// the padding zeroed.
+fn im2col_same(g: &ConvGeom, img: &[f32], col: &mut [f32], ncols: usize, off: usize) {
+    let (k, w, p) = (g.k, g.w, g.p());
+    for c in 0..g.ci {
+        let plane = &img[c * p..(c + 1) * p];
+        for ky in 0..k {
+            for kx in 0..k {
+                let r = (c * k + ky) * k + kx;
+                let row = &mut col[r * ncols + off..r * ncols + off + p];
+                let sh = SameShift::new(g, ky, kx);
+                let (a, b) = sh.span(w, p);
+                row[..a].fill(0.0);
+                if b > a {
+                    let src = (a as isize + sh.shift) as usize;
+                    row[a..b].copy_from_slice(&plane[src..src + (b - a)]);
+                }
+                row[b..].fill(0.0);
+                if !sh.edge.is_empty() {
+                    for oy in sh.ylo..sh.yhi {
+                        row[oy * w + sh.edge.start..oy * w + sh.edge.end].fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`col2im`] for [`same_size`] convs: the padding entries of each `dcol` row are zeroed (it
+/// is scratch), then the row is added onto the shifted plane in one pass.
+fn col2im_same(g: &ConvGeom, dcol: &mut [f32], ncols: usize, off: usize, img: &mut [f32]) {
+    let (k, w, p) = (g.k, g.w, g.p());
+    for c in 0..g.ci {
+        let plane = &mut img[c * p..(c + 1) * p];
+        for ky in 0..k {
+            for kx in 0..k {
+                let r = (c * k + ky) * k + kx;
+                let row = &mut dcol[r * ncols + off..r * ncols + off + p];
+                let sh = SameShift::new(g, ky, kx);
+                if !sh.edge.is_empty() {
+                    for oy in sh.ylo..sh.yhi {
+                        row[oy * w + sh.edge.start..oy * w + sh.edge.end].fill(0.0);
+                    }
+                }
+                let (a, b) = sh.span(w, p);
+                if b > a {
+                    let dst = (a as isize + sh.shift) as usize;
+                    crate::rows::add_assign(&mut plane[dst..dst + (b - a)], &row[a..b]);
+                }
+            }
+        }
+    }
+}
+
 /// Writes image `img`'s im2col block into `col` (row stride `ncols`, column offset `off`).
 fn im2col(g: &ConvGeom, img: &[f32], col: &mut [f32], ncols: usize, off: usize) {
+    if same_size(g) {
+        return im2col_same(g, img, col, ncols, off);
+    }
     let (k, s, pad, h, w, ho, wo) = (g.k, g.stride, g.pad, g.h, g.w, g.ho, g.wo);
     let p = ho * wo;
     for c in 0..g.ci {
@@ -191,7 +290,10 @@ fn im2col(g: &ConvGeom, img: &[f32], col: &mut [f32], ncols: usize, off: usize) 
 }
 
 /// Adds image `img`'s block of an im2col-shaped gradient `dcol` back onto the image gradient.
-fn col2im(g: &ConvGeom, dcol: &[f32], ncols: usize, off: usize, img: &mut [f32]) {
+fn col2im(g: &ConvGeom, dcol: &mut [f32], ncols: usize, off: usize, img: &mut [f32]) {
+    if same_size(g) {
+        return col2im_same(g, dcol, ncols, off, img);
+    }
     let (k, s, pad, h, w, ho, wo) = (g.k, g.stride, g.pad, g.h, g.w, g.ho, g.wo);
     let p = ho * wo;
     for c in 0..g.ci {
@@ -409,7 +511,7 @@ pub(crate) fn conv_bwd(
                 for j in 0..cnt {
                     // SAFETY: image n0+j's gradient block is owned by this task.
                     let img = unsafe { dxp.slice((n0 + j) * g.in_img(), g.in_img()) };
-                    col2im(g, &dcol, ncols, j * p, img);
+                    col2im(g, &mut dcol, ncols, j * p, img);
                 }
                 give_scratch(dcol);
             }
@@ -499,7 +601,7 @@ pub(crate) fn bias_grad(n: usize, co: usize, p: usize, dy: &[f32]) -> Vec<f32> {
         .map(|c| {
             let mut s = 0f64;
             for i in 0..n {
-                s += sum(&dy[(i * co + c) * p..(i * co + c + 1) * p]) as f64;
+                s += crate::rows::sum(&dy[(i * co + c) * p..(i * co + c + 1) * p]) as f64;
             }
             s as f32
         })

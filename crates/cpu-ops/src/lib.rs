@@ -56,6 +56,7 @@ mod bn;
 mod conv;
 mod pool;
 pub mod reference;
+mod rows;
 mod util;
 
 use util::{check_vec, dims4};

@@ -52,6 +52,13 @@ impl CustomOp1 for MaxPoolOp {
                 .zip(x.par_chunks(pi))
                 .with_min_len((4096 / pi).max(1))
                 .for_each(|((yo, io), xp)| {
+                    if k == 2 && st == 2 {
+                        for oy in 0..ho {
+                            let (yr, ir) = (&mut yo[oy * wo..(oy + 1) * wo], &mut io[oy * wo..]);
+                            crate::rows::max_pool_2x2_row(xp, w, oy, yr, &mut ir[..wo]);
+                        }
+                        return;
+                    }
                     for oy in 0..ho {
                         for ox in 0..wo {
                             let base = oy * st * w + ox * st;

@@ -2,6 +2,9 @@
 //! the small vectorisable reductions the ops use.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
 
 use candle_core::{bail, CpuStorage, Device, Layout, Result, Shape, Storage, Tensor};
 
@@ -79,59 +82,53 @@ impl SendPtr {
     }
 }
 
-/// Sum of a slice, eight independent lanes so it vectorises.
-#[inline]
-pub(crate) fn sum(a: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut it = a.chunks_exact(8);
-    for c in &mut it {
-        for i in 0..8 {
-            acc[i] += c[i];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for &v in it.remainder() {
-        s += v;
-    }
-    s
+/// Rows of `p` elements handled per parallel task: enough elements to amortise scheduling.
+pub(crate) fn rows_per_task(p: usize) -> usize {
+    (8192 / p.max(1)).max(1)
 }
 
-/// Σ (a - m)², eight lanes.
-#[inline]
-pub(crate) fn sum_sq_dev(a: &[f32], m: f32) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut it = a.chunks_exact(8);
-    for c in &mut it {
-        for i in 0..8 {
-            let d = c[i] - m;
-            acc[i] += d * d;
-        }
+/// A new buffer of `len` floats (`len` a multiple of `p`), filled row by row: `f(r, row)`
+/// must write every element of row `r`. Rows run in parallel in blocks of
+/// [`rows_per_task`]; the buffer is never zero-filled first.
+pub(crate) fn map_rows<F>(len: usize, p: usize, f: F) -> Vec<f32>
+where
+    F: Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+{
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    if p == 0 || len == 0 {
+        return v;
     }
-    let mut s: f32 = acc.iter().sum();
-    for &v in it.remainder() {
-        s += (v - m) * (v - m);
-    }
-    s
+    assert_eq!(
+        len % p,
+        0,
+        "map_rows: {len} is not a multiple of the row length {p}"
+    );
+    let rpt = rows_per_task(p);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(p * rpt)
+        .enumerate()
+        .for_each(|(bi, blk)| {
+            for (k, row) in blk.chunks_exact_mut(p).enumerate() {
+                f(bi * rpt + k, row)
+            }
+        });
+    // SAFETY: the capacity holds `len` elements and `f` wrote every one of them.
+    unsafe { v.set_len(len) };
+    v
 }
 
-/// Σ a·b, eight lanes.
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 8];
-    let mut ia = a.chunks_exact(8);
-    let mut ib = b.chunks_exact(8);
-    for (x, y) in (&mut ia).zip(&mut ib) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ia.remainder().iter().zip(ib.remainder()) {
-        s += x * y;
-    }
-    s
+/// `f(r)` for each of `rows` rows of `p` elements, in order, computed in parallel in blocks of
+/// [`rows_per_task`].
+pub(crate) fn reduce_rows<T, F>(rows: usize, p: usize, f: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(usize) -> T + Sync,
+{
+    let rpt = rows_per_task(p);
+    (0..rows.div_ceil(rpt))
+        .into_par_iter()
+        .flat_map_iter(|bi| (bi * rpt..((bi + 1) * rpt).min(rows)).map(&f))
+        .collect()
 }
 
 /// The dimensions of `t`, which must have rank 4 (NCHW).

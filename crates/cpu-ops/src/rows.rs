@@ -1,0 +1,329 @@
+//! The element-wise row passes of the batch-norm, ReLU and mask ops, each dispatched at run
+//! time to a build with AVX2 + FMA when the CPU has them.
+//!
+//! A "row" is one (image, channel) plane of an NCHW tensor. Every kernel walks its row in
+//! fixed 8-lane blocks (`[f32; 8]`), which the compiler turns into one 256-bit vector
+//! operation per block under AVX2 (two 128-bit ones otherwise); the ReLU masks are bit-ands,
+//! so no kernel branches per element. Outputs are written into uninitialised memory
+//! (`MaybeUninit`), so no buffer is zero-filled before it is overwritten.
+
+use std::mem::MaybeUninit;
+
+/// True when this CPU has AVX2 and FMA (cached by the standard library after the first call).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// Defines `pub(crate) fn $name(args) -> ret` whose body is compiled twice, for the baseline
+/// target and with AVX2 + FMA enabled, choosing the second at run time when the CPU has them.
+macro_rules! dispatched {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn imp($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    imp($($arg),*)
+                }
+                if avx2_fma() {
+                    // SAFETY: the CPU has the features `avx2` was compiled for (checked above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
+/// `g` where `keep` holds, else `+0.0`, as a bit-and (a NaN or infinite `g` where `keep` is
+/// false still gives 0, as the ReLU backward must).
+#[inline(always)]
+fn keep_if(keep: bool, g: f32) -> f32 {
+    f32::from_bits(g.to_bits() & (keep as u32).wrapping_neg())
+}
+
+/// Sum of eight lanes, pairwise.
+#[inline(always)]
+fn hsum(a: [f32; 8]) -> f32 {
+    ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+}
+
+/// Defines a row map: `out[i] = f(inputs[i]…)` over equal-length rows, blockwise in 8 lanes.
+macro_rules! row_map {
+    ($out:ident, [$($src:ident),+], |$($v:ident),+| $e:expr) => {{
+        let n = $out.len();
+        $(let $src = &$src[..n];)+
+        let (ob, ot) = $out.as_chunks_mut::<8>();
+        let split = ob.len() * 8;
+        $(let $src = $src.split_at(split);)+
+        {
+            $(let $v = $src.0.as_chunks::<8>().0;)+
+            for (i, o) in ob.iter_mut().enumerate() {
+                for l in 0..8 {
+                    $(let $v = $v[i][l];)+
+                    o[l].write($e);
+                }
+            }
+        }
+        $(let $v = $src.1;)+
+        for (i, o) in ot.iter_mut().enumerate() {
+            $(let $v = $v[i];)+
+            o.write($e);
+        }
+    }};
+}
+
+/// Defines a row reduction: `Σ f(inputs[i]…)`, with eight lane accumulators.
+macro_rules! row_sum {
+    ([$($src:ident),+], |$($v:ident),+| $e:expr) => {{
+        let n = row_sum!(@len $($src),+);
+        $(let $src = &$src[..n];)+
+        let split = n / 8 * 8;
+        $(let $src = $src.split_at(split);)+
+        let mut acc = [0f32; 8];
+        {
+            $(let $v = $src.0.as_chunks::<8>().0;)+
+            for i in 0..split / 8 {
+                for l in 0..8 {
+                    $(let $v = $v[i][l];)+
+                    acc[l] += $e;
+                }
+            }
+        }
+        let mut s = hsum(acc);
+        $(let $v = $src.1;)+
+        for i in 0..n - split {
+            $(let $v = $v[i];)+
+            s += $e;
+        }
+        s
+    }};
+    (@len $first:ident $(, $rest:ident)*) => {{
+        let n = $first.len();
+        $(let n = n.min($rest.len());)*
+        n
+    }};
+}
+
+dispatched! {
+    /// Σ x.
+    fn sum(x: &[f32]) -> f32 {
+        row_sum!([x], |v| v)
+    }
+}
+
+dispatched! {
+    /// Σ (x - m)².
+    fn sum_sq_dev(x: &[f32], m: f32) -> f32 {
+        row_sum!([x], |v| (v - m) * (v - m))
+    }
+}
+
+dispatched! {
+    /// Σ a·b over the common length.
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        row_sum!([a, b], |u, v| u * v)
+    }
+}
+
+dispatched! {
+    /// `(Σ g, Σ g·(x - mean))` with `g = dy · [y > 0]` under ReLU (else `g = dy`): the two
+    /// sums of the training batch-norm backward.
+    fn masked_sums(x: &[f32], y: &[f32], dy: &[f32], mean: f32, relu: bool) -> (f32, f32) {
+        let s1 = row_sum!([y, dy], |yv, gv| keep_if(!relu || yv > 0.0, gv));
+        let s2 = row_sum!([x, y, dy], |xv, yv, gv| keep_if(!relu || yv > 0.0, gv) * (xv - mean));
+        (s1, s2)
+    }
+}
+
+dispatched! {
+    /// `out = relu?(x·a + b)`: the batch-norm forward as a per-channel affine.
+    fn affine(x: &[f32], out: &mut [MaybeUninit<f32>], a: f32, b: f32, relu: bool) {
+        if relu {
+            row_map!(out, [x], |v| (v * a + b).max(0.0))
+        } else {
+            row_map!(out, [x], |v| v * a + b)
+        }
+    }
+}
+
+dispatched! {
+    /// `out = a·g - b - c·(x - mean)` with `g = dy · [y > 0]` under ReLU: the input gradient
+    /// of the training batch norm.
+    fn bn_train_grad(
+        x: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        coef: (f32, f32, f32),
+        mean: f32,
+        relu: bool,
+    ) {
+        let (a, b, c) = coef;
+        row_map!(out, [x, y, dy], |xv, yv, gv| {
+            a * keep_if(!relu || yv > 0.0, gv) - b - c * (xv - mean)
+        })
+    }
+}
+
+dispatched! {
+    /// `out = dy·a · [y > 0]` under ReLU (else `dy·a`): the input gradient of an affine
+    /// (eval batch norm, channel mask) whose output was `y`.
+    fn scaled_grad(dy: &[f32], y: &[f32], out: &mut [MaybeUninit<f32>], a: f32, relu: bool) {
+        row_map!(out, [dy, y], |gv, yv| keep_if(!relu || yv > 0.0, gv * a))
+    }
+}
+
+dispatched! {
+    /// `out = x·m`.
+    fn scale(x: &[f32], out: &mut [MaybeUninit<f32>], m: f32) {
+        row_map!(out, [x], |v| v * m)
+    }
+}
+
+dispatched! {
+    /// `out = max(x·a + b, 0)·m`: eval batch norm, ReLU and a channel mask in one pass.
+    fn affine_relu_mask(x: &[f32], out: &mut [MaybeUninit<f32>], a: f32, b: f32, m: f32) {
+        row_map!(out, [x], |v| (v * a + b).max(0.0) * m)
+    }
+}
+
+dispatched! {
+    /// `out = dy·am · [x·a + b > 0]`: the input gradient of [`affine_relu_mask`] with
+    /// `am = a·m`.
+    fn affine_relu_mask_grad(
+        dy: &[f32],
+        x: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        a: f32,
+        b: f32,
+        am: f32,
+    ) {
+        row_map!(out, [dy, x], |gv, xv| keep_if(xv * a + b > 0.0, gv * am))
+    }
+}
+
+dispatched! {
+    /// Σ dy·max(x·a + b, 0): a mask's gradient through [`affine_relu_mask`].
+    fn relu_affine_dot(dy: &[f32], x: &[f32], a: f32, b: f32) -> f32 {
+        row_sum!([dy, x], |gv, xv| gv * (xv * a + b).max(0.0))
+    }
+}
+
+dispatched! {
+    /// `dst += src` over the common length.
+    fn add_assign(dst: &mut [f32], src: &[f32]) {
+        let n = dst.len().min(src.len());
+        let (dst, src) = (&mut dst[..n], &src[..n]);
+        let (db, dt) = dst.as_chunks_mut::<8>();
+        let (sb, st) = src.as_chunks::<8>();
+        for (d, s) in db.iter_mut().zip(sb) {
+            for l in 0..8 {
+                d[l] += s[l];
+            }
+        }
+        for (d, s) in dt.iter_mut().zip(st) {
+            *d += s;
+        }
+    }
+}
+
+/// Whether `v` replaces `best` as a window's maximum: larger, or the first NaN.
+#[inline(always)]
+fn beats(v: f32, best: f32) -> bool {
+    v > best || (v.is_nan() && !best.is_nan())
+}
+
+dispatched! {
+    /// One output row `oy` of a 2×2, stride-2 max-pool over the plane `x` of width `w`: the
+    /// maxima into `y`, their indices in the plane into `idx`. Ties keep the first element in
+    /// row-major order and NaN wins, as in the general loop; selects, not branches.
+    fn max_pool_2x2_row(x: &[f32], w: usize, oy: usize, y: &mut [f32], idx: &mut [u32]) {
+        let r0 = 2 * oy * w;
+        let (a, b) = (&x[r0..r0 + w], &x[r0 + w..r0 + 2 * w]);
+        for (ox, (yv, iv)) in y.iter_mut().zip(idx.iter_mut()).enumerate() {
+            let c = 2 * ox;
+            let mut best = a[c];
+            let mut bi = r0 + c;
+            for (v, i) in [(a[c + 1], r0 + c + 1), (b[c], r0 + w + c), (b[c + 1], r0 + w + c + 1)] {
+                let t = beats(v, best);
+                best = if t { v } else { best };
+                bi = if t { i } else { bi };
+            }
+            *yv = best;
+            *iv = bi as u32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(n: usize, f: impl Fn(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+        let mut v = Vec::with_capacity(n);
+        f(&mut v.spare_capacity_mut()[..n]);
+        // SAFETY: every kernel writes its whole output row.
+        unsafe { v.set_len(n) };
+        v
+    }
+
+    #[test]
+    fn kernels_match_scalar_formulas_on_every_tail_length() {
+        for n in [0usize, 1, 7, 8, 9, 16, 23] {
+            let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let y: Vec<f32> = (0..n).map(|i| (i as f32 * 0.91).cos() - 0.2).collect();
+            let g: Vec<f32> = (0..n).map(|i| 1.0 + i as f32 * 0.5).collect();
+            let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+            assert!(close(sum(&x), x.iter().sum()));
+            assert!(close(
+                dot(&x, &g),
+                x.iter().zip(&g).map(|(a, b)| a * b).sum()
+            ));
+            let (s1, s2) = masked_sums(&x, &y, &g, 0.1, true);
+            let e1: f32 = y.iter().zip(&g).filter(|p| *p.0 > 0.0).map(|p| p.1).sum();
+            let e2: f32 = (0..n)
+                .filter(|&i| y[i] > 0.0)
+                .map(|i| g[i] * (x[i] - 0.1))
+                .sum();
+            assert!(
+                close(s1, e1) && close(s2, e2),
+                "n={n}: {s1} {s2} vs {e1} {e2}"
+            );
+            let out = filled(n, |o| affine(&x, o, 2.0, -0.5, true));
+            for i in 0..n {
+                assert_eq!(out[i], (x[i] * 2.0 - 0.5).max(0.0));
+            }
+            let out = filled(n, |o| scaled_grad(&g, &y, o, 3.0, true));
+            for i in 0..n {
+                assert_eq!(out[i], if y[i] > 0.0 { g[i] * 3.0 } else { 0.0 });
+            }
+        }
+    }
+
+    #[test]
+    fn relu_gradient_is_zero_where_inactive_even_for_nan_or_infinite_upstream() {
+        let y = [-1.0f32, 0.0, 2.0, -3.0, 1.0, -1.0, -1.0, -1.0, -2.0];
+        let g = [
+            f32::NAN,
+            f32::INFINITY,
+            1.0,
+            f32::NEG_INFINITY,
+            2.0,
+            1.0,
+            1.0,
+            1.0,
+            f32::NAN,
+        ];
+        let out = filled(9, |o| scaled_grad(&g, &y, o, 1.0, true));
+        assert_eq!(out, vec![0.0, 0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+}
