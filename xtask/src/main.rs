@@ -132,6 +132,7 @@ fn print_manifest(verb: &str, root: &std::path::Path, m: &datasets::store::Manif
 }
 
 fn main() -> Result<()> {
+    cnn_models::ops::keep_freed_memory();
     cnn_models::ops::single_thread_candle_pool();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -11,20 +11,6 @@ mod reuse;
 
 use clap::Parser;
 
-/// Keep freed memory in the process: the training and splitting loops allocate and free the
-/// same large activation buffers every step, and glibc's default of returning them to the OS
-/// turns each step into page faults (measured: BatchNorm backward 33 ms → 12 ms, max-pool
-/// backward 17 ms → 3 ms at SimCNN width 0.25, batch 64).
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning parameters; it is called before any
-    // other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
-}
-
 /// Die quietly like other command-line tools when stdout is closed early (`cnnsplit … | head`)
 /// instead of panicking on the failed write.
 fn default_sigpipe() {
@@ -36,7 +22,7 @@ fn default_sigpipe() {
 }
 
 fn main() {
-    keep_freed_memory();
+    cnn_models::ops::keep_freed_memory();
     default_sigpipe();
     cnn_models::ops::single_thread_candle_pool();
     let cli = args::Cli::parse();
