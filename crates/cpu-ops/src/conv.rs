@@ -10,7 +10,9 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::util::{cpu_tensor, give_scratch, layout_slice, storage_slice, take_scratch, SendPtr};
+use crate::util::{
+    cpu_tensor, give_scratch, layout_slice, storage_slice, take_scratch, uninit_vec, SendPtr,
+};
 
 /// Sizes of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,14 +217,22 @@ fn im2col_same(g: &ConvGeom, img: &[f32], col: &mut [f32], ncols: usize, off: us
     }
 }
 
-/// [`col2im`] for [`same_size`] convs: the padding entries of each `dcol` row are zeroed (it
-/// is scratch), then the row is added onto the shifted plane in one pass.
+/// [`col2im`] for [`same_size`] convs: the kernel centre's row (shift 0, no padding) is
+/// copied onto the plane, so `img` need not be zeroed first; for every other offset, the
+/// padding entries of the `dcol` row are zeroed (it is scratch) and the row is added onto the
+/// shifted plane in one pass.
 fn col2im_same(g: &ConvGeom, dcol: &mut [f32], ncols: usize, off: usize, img: &mut [f32]) {
     let (k, w, p) = (g.k, g.w, g.p());
+    let centre = g.pad * k + g.pad;
     for c in 0..g.ci {
         let plane = &mut img[c * p..(c + 1) * p];
+        let r0 = c * k * k + centre;
+        plane.copy_from_slice(&dcol[r0 * ncols + off..r0 * ncols + off + p]);
         for ky in 0..k {
             for kx in 0..k {
+                if ky * k + kx == centre {
+                    continue;
+                }
                 let r = (c * k + ky) * k + kx;
                 let row = &mut dcol[r * ncols + off..r * ncols + off + p];
                 let sh = SameShift::new(g, ky, kx);
@@ -339,7 +349,9 @@ fn col2im(g: &ConvGeom, dcol: &mut [f32], ncols: usize, off: usize, img: &mut [f
 /// Forward convolution: `y[n] = W · im2col(x[n]) + b`.
 pub(crate) fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (co, kk, p) = (g.co, g.kk(), g.p());
-    let mut out = vec![0f32; g.n * co * p];
+    // SAFETY: every image's output block is written below: by a GEMM without accumulation,
+    // by a bias fill followed by an accumulating GEMM, or by the copy out of `tmp`.
+    let mut out = unsafe { uninit_vec::<f32>(g.n * co * p) };
     if out.is_empty() {
         return out;
     }
@@ -445,7 +457,16 @@ pub(crate) fn conv_bwd(
     if !need_dx && !need_dw {
         return (None, None);
     }
-    let mut dx = need_dx.then(|| vec![0f32; g.n * g.in_img()]);
+    // A same-size conv's col2im starts with the kernel centre, which assigns every element,
+    // and a pointwise one (also same-size) writes by GEMM; other shapes accumulate into zeros.
+    let mut dx = need_dx.then(|| {
+        if same_size(g) {
+            // SAFETY: as above, every element of every image is assigned before any add.
+            unsafe { uninit_vec::<f32>(g.n * g.in_img()) }
+        } else {
+            vec![0f32; g.n * g.in_img()]
+        }
+    });
     let dxp = dx.as_mut().map(|v| SendPtr::new(v));
     let nb = g.group();
     let groups = g.n.div_ceil(nb);

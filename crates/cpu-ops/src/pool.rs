@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::util::{cpu_tensor, layout_slice, storage_slice};
+use crate::util::{cpu_tensor, layout_slice, storage_slice, uninit_vec};
 
 /// Output size of a `kernel`/`stride` window along an axis of length `len`.
 pub(crate) fn pooled(len: usize, kernel: usize, stride: usize) -> Result<usize> {
@@ -44,8 +44,9 @@ impl CustomOp1 for MaxPoolOp {
         }
         let x = layout_slice(s, l)?;
         let (pi, po) = (h * w, ho * wo);
-        let mut y = vec![0f32; n * c * po];
-        let mut idx = vec![0u32; n * c * po];
+        // SAFETY: both loops below write every output element and index of every plane.
+        let (mut y, mut idx) =
+            unsafe { (uninit_vec::<f32>(n * c * po), uninit_vec::<u32>(n * c * po)) };
         if po > 0 {
             y.par_chunks_mut(po)
                 .zip(idx.par_chunks_mut(po))
@@ -95,6 +96,28 @@ impl CustomOp1 for MaxPoolOp {
         let grad = grad.contiguous()?;
         let (gs, gl) = grad.storage_and_layout();
         let dy = storage_slice(&gs, gl)?;
+        if self.kernel == 2 && self.stride == 2 && h % 2 == 0 && w % 2 == 0 && po > 0 {
+            // The windows tile the plane: every input element is written once, the gradient
+            // where it was its window's maximum and 0 elsewhere, without zero-fill or scatter.
+            // SAFETY: each plane's rows 2·oy and 2·oy + 1 are written in full for every oy.
+            let mut dx = unsafe { uninit_vec::<f32>(arg.elem_count()) };
+            dx.par_chunks_mut(pi)
+                .zip(dy.par_chunks(po).zip(idx.par_chunks(po)))
+                .with_min_len((4096 / pi).max(1))
+                .for_each(|(d, (g, ix))| {
+                    for oy in 0..ho {
+                        let rows = &mut d[2 * oy * w..(2 * oy + 2) * w];
+                        let sel = oy * wo..(oy + 1) * wo;
+                        crate::rows::max_pool_2x2_grad_row(
+                            &g[sel.clone()],
+                            &ix[sel],
+                            2 * oy * w,
+                            rows,
+                        );
+                    }
+                });
+            return Ok(Some(cpu_tensor(dx, arg.shape().clone())?));
+        }
         let mut dx = vec![0f32; arg.elem_count()];
         if po > 0 {
             dx.par_chunks_mut(pi)

@@ -264,6 +264,26 @@ dispatched! {
     }
 }
 
+dispatched! {
+    /// The input gradient of two plane rows under one output row of a 2×2, stride-2 max-pool
+    /// on an even-width plane: `rows` holds input rows `2·oy` and `2·oy + 1` (starting at
+    /// plane index `base`); each element gets its window's gradient `dy[ox]` if it was the
+    /// window's maximum (`idx[ox]`, a plane index) and 0 otherwise.
+    fn max_pool_2x2_grad_row(dy: &[f32], idx: &[u32], base: usize, rows: &mut [f32]) {
+        let w = rows.len() / 2;
+        let (r0, r1) = rows.split_at_mut(w);
+        for (ox, (&g, &i)) in dy.iter().zip(idx).enumerate() {
+            let c = 2 * ox;
+            let at = i as usize;
+            let (a, b) = (base + c, base + w + c);
+            r0[c] = keep_if(at == a, g);
+            r0[c + 1] = keep_if(at == a + 1, g);
+            r1[c] = keep_if(at == b, g);
+            r1[c + 1] = keep_if(at == b + 1, g);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,19 @@ pub(crate) fn cpu_tensor<S: Into<Shape>>(v: Vec<f32>, shape: S) -> Result<Tensor
     Tensor::from_vec(v, shape, &Device::Cpu)
 }
 
+/// A buffer of `len` floats whose contents are not initialised.
+///
+/// # Safety
+/// The caller must write every element before anything reads it (the ops use it for outputs
+/// that a GEMM without accumulation, a copy or a row kernel overwrites in full), so that no
+/// large buffer is zero-filled only to be overwritten.
+pub(crate) unsafe fn uninit_vec<T: Copy>(len: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: the capacity holds `len` elements; the caller writes each before reading it.
+    unsafe { v.set_len(len) };
+    v
+}
+
 thread_local! {
     static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use candle_core::{Result, Tensor, Var};
+use candle_core::{Device, Result, Tensor, Var};
 use common::{assert_close, mismatch, rand_tensor, rand_var};
 use proptest::prelude::*;
 
@@ -343,6 +343,29 @@ proptest! {
 
 /// The typical model shapes (3×3 pad 1, 1×1, 5×5 pad 2; batch large enough for image
 /// grouping) once each, with larger channel counts than the property test draws.
+/// The 2×2, stride-2 pool on even planes (every model's pool) has its own forward and a
+/// backward that writes each input once: checked on values with many ties (the first maximum
+/// in row-major order takes the gradient) against the naive scatter.
+#[test]
+fn max_pool_2x2_with_ties_matches_naive() -> Result<()> {
+    for (i, &(n, c, h, w)) in [(1, 1, 2, 2), (2, 3, 4, 6), (3, 2, 8, 8), (1, 4, 32, 32)]
+        .iter()
+        .enumerate()
+    {
+        let len = n * c * h * w;
+        // Three levels only, so most windows hold a tie.
+        let v: Vec<f32> = (0..len).map(|j| ((j * 7 + i) % 3) as f32).collect();
+        let x = Var::from_tensor(&Tensor::from_vec(v, (n, c, h, w), &Device::Cpu)?)?;
+        let y = cpu_ops::max_pool2d(x.as_tensor(), 2, 2)?;
+        assert_close(&y, &x.as_tensor().max_pool2d(2)?, "2x2 pool forward");
+        let r = rand_tensor(i as u64 + 11, y.dims());
+        let g = (&y * &r)?.sum_all()?.backward()?;
+        let want = pool_grad_naive(x.as_tensor(), &r, 2, 2)?;
+        assert_close(&grad(&g, &x, "x"), &want, "2x2 pool dx with ties");
+    }
+    Ok(())
+}
+
 #[test]
 fn conv2d_model_shapes() {
     for (i, &(n, ci, co, k, pad, hw)) in [
