@@ -143,18 +143,9 @@ pub fn sgd_step(
 ) -> Result<()> {
     for (key, var) in vars {
         let Some(g) = grads.get(var) else { continue };
-        let g = g.detach();
-        let w = var.as_tensor().detach();
-        let d = if weight_decay != 0.0 {
-            (g + (&w * weight_decay)?)?
-        } else {
-            g
-        };
-        let v = match momentum_buffers.get(key) {
-            Some(v) if momentum != 0.0 => ((v * momentum)? + d)?,
-            _ => d,
-        };
-        var.set(&(w - (&v * lr)?)?)?;
+        let buffer = momentum_buffers.get(key).filter(|_| momentum != 0.0);
+        let (w, v) = cpu_ops::sgd_update(var.as_tensor(), g, buffer, lr, momentum, weight_decay)?;
+        var.set(&w)?;
         if momentum != 0.0 {
             momentum_buffers.insert(key.clone(), v);
         }

@@ -184,6 +184,22 @@ impl SameShift {
     }
 }
 
+/// Zeroes the edge columns `sh.edge` of the output rows `[ylo, yhi)` of an im2col row (one
+/// element per row for a 3×3 kernel: a store, not a `memset` call per row).
+#[inline]
+fn zero_edges(row: &mut [f32], w: usize, sh: &SameShift) {
+    let e = &sh.edge;
+    if e.len() == 1 {
+        for oy in sh.ylo..sh.yhi {
+            row[oy * w + e.start] = 0.0;
+        }
+    } else if !e.is_empty() {
+        for oy in sh.ylo..sh.yhi {
+            row[oy * w + e.start..oy * w + e.end].fill(0.0);
+        }
+    }
+}
+
 /// Whether the conv is stride 1 with output size = input size (3×3 with padding 1, 1×1…).
 fn same_size(g: &ConvGeom) -> bool {
     g.stride == 1 && g.ho == g.h && g.wo == g.w
@@ -207,11 +223,7 @@ fn im2col_same(g: &ConvGeom, img: &[f32], col: &mut [f32], ncols: usize, off: us
                     row[a..b].copy_from_slice(&plane[src..src + (b - a)]);
                 }
                 row[b..].fill(0.0);
-                if !sh.edge.is_empty() {
-                    for oy in sh.ylo..sh.yhi {
-                        row[oy * w + sh.edge.start..oy * w + sh.edge.end].fill(0.0);
-                    }
-                }
+                zero_edges(row, w, &sh);
             }
         }
     }
@@ -236,11 +248,7 @@ fn col2im_same(g: &ConvGeom, dcol: &mut [f32], ncols: usize, off: usize, img: &m
                 let r = (c * k + ky) * k + kx;
                 let row = &mut dcol[r * ncols + off..r * ncols + off + p];
                 let sh = SameShift::new(g, ky, kx);
-                if !sh.edge.is_empty() {
-                    for oy in sh.ylo..sh.yhi {
-                        row[oy * w + sh.edge.start..oy * w + sh.edge.end].fill(0.0);
-                    }
-                }
+                zero_edges(row, w, &sh);
                 let (a, b) = sh.span(w, p);
                 if b > a {
                     let dst = (a as isize + sh.shift) as usize;

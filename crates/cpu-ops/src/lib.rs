@@ -54,6 +54,7 @@ use candle_core::{bail, DType, Result, Tensor};
 
 mod bn;
 mod conv;
+mod optim;
 mod pool;
 pub mod reference;
 mod rows;
@@ -251,6 +252,65 @@ pub fn batch_norm_relu_mask(
         eps,
     );
     x.contiguous()?.apply_op2(&mask.contiguous()?, op)
+}
+
+/// One SGD step for a parameter: with `d = grad + weight_decay·w`, the new momentum buffer is
+/// `momentum·buffer + d` (just `d` without a buffer) and the new weight `w - lr·buffer'`.
+/// Returns `(new_w, new_buffer)`, both without a graph.
+///
+/// One parallel pass instead of six tensor ops (each with its own output buffer), with the
+/// same f32 operations in the same order, so the result has the same bits as the tensor-op
+/// composition in [`reference::sgd_update`] (the fallback off the CPU).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// # fn main() -> candle_core::Result<()> {
+/// let w = Tensor::new(&[1.0f32, -2.0], &Device::Cpu)?;
+/// let g = Tensor::new(&[0.5f32, 0.25], &Device::Cpu)?;
+/// let (w1, v1) = cpu_ops::sgd_update(&w, &g, None, 0.1, 0.9, 0.0)?;
+/// assert_eq!(v1.to_vec1::<f32>()?, [0.5, 0.25]);
+/// assert_eq!(w1.to_vec1::<f32>()?, [0.95, -2.025]);
+/// let (_, v2) = cpu_ops::sgd_update(&w1, &g, Some(&v1), 0.1, 0.9, 0.0)?;
+/// assert_eq!(v2.to_vec1::<f32>()?, [0.5 * 0.9 + 0.5, 0.25 * 0.9 + 0.25]);
+/// # Ok(())
+/// # }
+/// ```
+pub fn sgd_update(
+    w: &Tensor,
+    grad: &Tensor,
+    buffer: Option<&Tensor>,
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
+) -> Result<(Tensor, Tensor)> {
+    if grad.shape() != w.shape() || buffer.is_some_and(|b| b.shape() != w.shape()) {
+        bail!(
+            "cpu-ops sgd_update: gradient {:?} or momentum buffer {:?} does not match weight {:?}",
+            grad.dims(),
+            buffer.map(|b| b.dims().to_vec()),
+            w.dims()
+        )
+    }
+    if !fast(&[w, grad]) || buffer.is_some_and(|b| !fast(&[b])) {
+        return reference::sgd_update(w, grad, buffer, lr, momentum, weight_decay);
+    }
+    let wv = w.flatten_all()?.to_vec1::<f32>()?;
+    let gv = grad.flatten_all()?.to_vec1::<f32>()?;
+    let bv = buffer
+        .map(|b| b.flatten_all()?.to_vec1::<f32>())
+        .transpose()?;
+    let (nw, nv) = optim::sgd_update(
+        &wv,
+        &gv,
+        bv.as_deref(),
+        lr as f32,
+        momentum as f32,
+        weight_decay as f32,
+    );
+    Ok((
+        Tensor::from_vec(nw, w.shape(), w.device())?,
+        Tensor::from_vec(nv, w.shape(), w.device())?,
+    ))
 }
 
 /// Max-pool with a `kernel × kernel` window and stride `stride`, no padding (output size

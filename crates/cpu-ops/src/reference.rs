@@ -138,3 +138,27 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
         .max(5)?
         .max(3)
 }
+
+/// [`crate::sgd_update`] as tensor ops: `d = g + wd·w`, `v' = momentum·v + d` (or `d`),
+/// `w' = w - lr·v'`.
+pub fn sgd_update(
+    w: &Tensor,
+    grad: &Tensor,
+    buffer: Option<&Tensor>,
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
+) -> Result<(Tensor, Tensor)> {
+    let (w, g) = (w.detach(), grad.detach());
+    let d = if weight_decay != 0.0 {
+        (g + (&w * weight_decay)?)?
+    } else {
+        g
+    };
+    let v = match buffer {
+        Some(v) => ((v.detach() * momentum)? + d)?,
+        None => d,
+    };
+    let nw = (w - (&v * lr)?)?;
+    Ok((nw, v))
+}

@@ -37,10 +37,13 @@ pub(crate) fn cpu_tensor<S: Into<Shape>>(v: Vec<f32>, shape: S) -> Result<Tensor
 /// that a GEMM without accumulation, a copy or a row kernel overwrites in full), so that no
 /// large buffer is zero-filled only to be overwritten.
 pub(crate) unsafe fn uninit_vec<T: Copy>(len: usize) -> Vec<T> {
-    let mut v = Vec::with_capacity(len);
-    // SAFETY: the capacity holds `len` elements; the caller writes each before reading it.
+    let mut v: Vec<MaybeUninit<T>> = Vec::with_capacity(len);
+    // SAFETY: the capacity holds `len` elements, and `MaybeUninit` needs no initialisation.
     unsafe { v.set_len(len) };
-    v
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: same allocation, element size and alignment (`MaybeUninit<T>` has `T`'s
+    // layout); the caller writes every element before reading it.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), len, v.capacity()) }
 }
 
 thread_local! {

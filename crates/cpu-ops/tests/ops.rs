@@ -343,6 +343,36 @@ proptest! {
 
 /// The typical model shapes (3×3 pad 1, 1×1, 5×5 pad 2; batch large enough for image
 /// grouping) once each, with larger channel counts than the property test draws.
+/// The fused SGD update gives the same bits as its tensor-op composition, with and without
+/// a momentum buffer and weight decay, on a length that is not a multiple of its chunks.
+#[test]
+fn sgd_update_matches_tensor_ops_exactly() -> Result<()> {
+    let n = (1 << 14) * 2 + 37;
+    let w = rand_tensor(1, &[n]);
+    let g = rand_tensor(2, &[n]);
+    let v = rand_tensor(3, &[n]);
+    for (buf, wd) in [(None, 0.0), (Some(&v), 5e-4), (Some(&v), 0.0), (None, 1e-4)] {
+        let (w1, v1) = cpu_ops::sgd_update(&w, &g, buf, 0.05, 0.9, wd)?;
+        let (w2, v2) = cpu_ops::reference::sgd_update(&w, &g, buf, 0.05, 0.9, wd)?;
+        assert_eq!(
+            w1.to_vec1::<f32>()?,
+            w2.to_vec1::<f32>()?,
+            "weights, wd {wd}"
+        );
+        assert_eq!(
+            v1.to_vec1::<f32>()?,
+            v2.to_vec1::<f32>()?,
+            "buffer, wd {wd}"
+        );
+    }
+    let bad = cpu_ops::sgd_update(&w, &rand_tensor(4, &[n - 1]), None, 0.1, 0.9, 0.0);
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("does not match weight"));
+    Ok(())
+}
+
 /// The 2×2, stride-2 pool on even planes (every model's pool) has its own forward and a
 /// backward that writes each input once: checked on values with many ties (the first maximum
 /// in row-major order takes the gradient) against the naive scatter.
