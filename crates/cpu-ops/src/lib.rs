@@ -328,6 +328,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
         kernel,
         stride,
         argmax: Arc::new(OnceLock::new()),
+        need_argmax: x.track_op(),
     };
     x.contiguous()?.apply_op1(op)
 }

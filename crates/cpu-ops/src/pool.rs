@@ -24,6 +24,8 @@ pub(crate) struct MaxPoolOp {
     pub kernel: usize,
     pub stride: usize,
     pub argmax: Arc<OnceLock<Vec<u32>>>,
+    /// Whether the input needs a gradient; if not, a 2×2 pool skips the argmax.
+    pub need_argmax: bool,
 }
 
 impl CustomOp1 for MaxPoolOp {
@@ -44,6 +46,20 @@ impl CustomOp1 for MaxPoolOp {
         }
         let x = layout_slice(s, l)?;
         let (pi, po) = (h * w, ho * wo);
+        if k == 2 && st == 2 && !self.need_argmax {
+            let y = crate::util::map_rows(n * c * po, po, |r, yo| {
+                let xp = &x[r * pi..(r + 1) * pi];
+                for oy in 0..ho {
+                    crate::rows::max_pool_2x2_values_row(
+                        xp,
+                        w,
+                        oy,
+                        &mut yo[oy * wo..(oy + 1) * wo],
+                    );
+                }
+            });
+            return Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))));
+        }
         // SAFETY: both loops below write every output element and index of every plane.
         let (mut y, mut idx) =
             unsafe { (uninit_vec::<f32>(n * c * po), uninit_vec::<u32>(n * c * po)) };

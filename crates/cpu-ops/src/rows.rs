@@ -264,6 +264,30 @@ dispatched! {
     }
 }
 
+/// `v` if it [`beats`] `best`, else `best`.
+#[inline(always)]
+fn pool_max(best: f32, v: f32) -> f32 {
+    if beats(v, best) {
+        v
+    } else {
+        best
+    }
+}
+
+dispatched! {
+    /// The maxima of output row `oy` of a 2×2, stride-2 max-pool (no indices, for inputs
+    /// without a gradient), into uninitialised `y`: the same values as
+    /// [`max_pool_2x2_row`], pairwise (ties keep the earlier element; NaN wins).
+    fn max_pool_2x2_values_row(x: &[f32], w: usize, oy: usize, y: &mut [MaybeUninit<f32>]) {
+        let r0 = 2 * oy * w;
+        let (a, b) = (&x[r0..r0 + w], &x[r0 + w..r0 + 2 * w]);
+        for (ox, yv) in y.iter_mut().enumerate() {
+            let c = 2 * ox;
+            yv.write(pool_max(pool_max(a[c], a[c + 1]), pool_max(b[c], b[c + 1])));
+        }
+    }
+}
+
 dispatched! {
     /// The input gradient of two plane rows under one output row of a 2×2, stride-2 max-pool
     /// on an even-width plane: `rows` holds input rows `2·oy` and `2·oy + 1` (starting at
@@ -327,6 +351,19 @@ mod tests {
                 assert_eq!(out[i], if y[i] > 0.0 { g[i] * 3.0 } else { 0.0 });
             }
         }
+    }
+
+    #[test]
+    fn pool_2x2_propagates_nan_and_keeps_the_first_of_ties() {
+        // Plane 2×6: windows [1, NaN | 3, 2], [5, 5 | 5, 1], [-0.0, 0.0 | 0.0, -1].
+        let x = [1.0, f32::NAN, 5.0, 5.0, -0.0, 0.0, 3.0, 2.0, 5.0, 1.0, 0.0, -1.0f32];
+        let (mut y, mut idx) = ([0f32; 3], [0u32; 3]);
+        max_pool_2x2_row(&x, 6, 0, &mut y, &mut idx);
+        assert!(y[0].is_nan() && y[1] == 5.0 && y[2] == 0.0);
+        assert_eq!(idx, [1, 2, 4]);
+        assert!(y[2].is_sign_negative(), "the first of the tied zeros");
+        let v = filled(3, |o| max_pool_2x2_values_row(&x, 6, 0, o));
+        assert!(v[0].is_nan() && v[1] == 5.0 && v[2] == 0.0 && v[2].is_sign_negative());
     }
 
     #[test]

@@ -388,6 +388,9 @@ fn max_pool_2x2_with_ties_matches_naive() -> Result<()> {
         let x = Var::from_tensor(&Tensor::from_vec(v, (n, c, h, w), &Device::Cpu)?)?;
         let y = cpu_ops::max_pool2d(x.as_tensor(), 2, 2)?;
         assert_close(&y, &x.as_tensor().max_pool2d(2)?, "2x2 pool forward");
+        // Without a gradient to route, the forward keeps no indices: same values.
+        let y_plain = cpu_ops::max_pool2d(&x.as_tensor().detach(), 2, 2)?;
+        assert_close(&y_plain, &y, "2x2 pool forward without argmax");
         let r = rand_tensor(i as u64 + 11, y.dims());
         let g = (&y * &r)?.sum_all()?.backward()?;
         let want = pool_grad_naive(x.as_tensor(), &r, 2, 2)?;
