@@ -559,15 +559,19 @@ pub(crate) fn conv_bwd(
                 }
                 col.as_ptr()
             };
-            // SAFETY: acc is co×kk, dyg co×ncols, col kk×ncols read transposed.
+            // The partial sums are kept transposed (`acc` is dWᵀ, kk×co, i.e. dW column-major):
+            // with this destination layout the GEMM runs 1.1–2.7× faster than into a row-major
+            // dW at the large feature maps (measured on the AVX2 EPYC, single thread).
+            // SAFETY: acc is kk×co (dW column-major), dyg co×ncols, col kk×ncols read
+            // transposed.
             unsafe {
                 sgemm(
                     co,
                     kk,
                     ncols,
                     acc.as_mut_ptr(),
-                    kk,
                     1,
+                    co,
                     true,
                     dyg_ptr,
                     ncols,
@@ -616,7 +620,15 @@ pub(crate) fn conv_bwd(
             (None, b) => b,
         });
     let dw = if need_dw {
-        Some(dw.unwrap_or_else(|| vec![0f32; co * kk]))
+        let t = dw.unwrap_or_else(|| vec![0f32; co * kk]);
+        // dWᵀ (kk×co) back to dW (co×kk).
+        let mut out = vec![0f32; co * kk];
+        for (r, row) in t.chunks_exact(co).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                out[c * kk + r] = v;
+            }
+        }
+        Some(out)
     } else {
         None
     };
