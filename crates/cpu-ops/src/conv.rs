@@ -607,25 +607,36 @@ pub(crate) fn conv_bwd(
             acc
         })
         .collect();
-    let dw = partials
-        .into_iter()
-        .fold(None::<Vec<f32>>, |a, b| match (a, b) {
-            (Some(mut a), Some(b)) => {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += y;
+    // The block sums are added in block order, element-wise in parallel (same bits as a
+    // sequential fold).
+    let mut partials: Vec<Vec<f32>> = partials.into_iter().flatten().collect();
+    let dw = if partials.is_empty() {
+        None
+    } else {
+        let mut first = partials.remove(0);
+        first
+            .par_chunks_mut(1 << 14)
+            .enumerate()
+            .for_each(|(ci, chunk)| {
+                let off = ci * (1 << 14);
+                for other in &partials {
+                    crate::rows::add_assign(chunk, &other[off..off + chunk.len()]);
                 }
-                Some(a)
-            }
-            (a, None) => a,
-            (None, b) => b,
-        });
+            });
+        Some(first)
+    };
     let dw = if need_dw {
         let t = dw.unwrap_or_else(|| vec![0f32; co * kk]);
-        // dWᵀ (kk×co) back to dW (co×kk).
+        // dWᵀ (kk×co) back to dW (co×kk), in 32×32 tiles so that both sides stay in cache.
         let mut out = vec![0f32; co * kk];
-        for (r, row) in t.chunks_exact(co).enumerate() {
-            for (c, &v) in row.iter().enumerate() {
-                out[c * kk + r] = v;
+        const T: usize = 32;
+        for r0 in (0..kk).step_by(T) {
+            for c0 in (0..co).step_by(T) {
+                for r in r0..(r0 + T).min(kk) {
+                    for c in c0..(c0 + T).min(co) {
+                        out[c * kk + r] = t[r * co + c];
+                    }
+                }
             }
         }
         Some(out)
