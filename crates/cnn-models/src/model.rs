@@ -293,18 +293,31 @@ impl<'a> Walk<'a, '_> {
                     } else {
                         None
                     };
-                    let mut y = ops::conv2d(ops, &x, w, b, c.stride, c.padding)?;
                     let mask = match self.opts.conv_masks {
                         Some(cm) => Some(&cm[info.index]),
                         None => self.opts.masks.map(|m| &m[info.site]),
+                    };
+                    // Training with BN: conv → BN (→ ReLU) as one fused op on the fast path.
+                    let fused_bn = self.opts.train && c.bn.is_some() && ops == OpsBackend::Fast;
+                    // (With the fused op, `y` is assigned its output in the training branch
+                    // below before it is read.)
+                    let mut y = if fused_bn {
+                        x.clone()
+                    } else {
+                        ops::conv2d(ops, &x, w, b, c.stride, c.padding)?
                     };
                     if let Some(bn) = &c.bn {
                         let gamma = self.t(&format!("{bn}.weight"))?;
                         let beta = self.t(&format!("{bn}.bias"))?;
                         if self.opts.train {
-                            let (out, mean, var) =
-                                ops::batch_norm_train(ops, &y, gamma, beta, BN_EPS, c.relu)?;
-                            let n = (y.dim(0)? * y.dim(2)? * y.dim(3)?) as f64;
+                            let (out, mean, var) = if fused_bn {
+                                cpu_ops::conv_bn_train(
+                                    &x, w, b, gamma, beta, c.stride, c.padding, BN_EPS, c.relu,
+                                )?
+                            } else {
+                                ops::batch_norm_train(ops, &y, gamma, beta, BN_EPS, c.relu)?
+                            };
+                            let n = (out.dim(0)? * out.dim(2)? * out.dim(3)?) as f64;
                             let unbiased = if n > 1.0 {
                                 (var.detach() * (n / (n - 1.0)))?
                             } else {

@@ -36,7 +36,7 @@ fn check_len(v: &[f32], len: usize, what: &str) -> Result<()> {
 /// row's mean and centred sum of squares, two passes inside the cached row), combined per
 /// channel exactly (Chan et al.); then `y = relu?((x - mean) · invstd · γ + β)` in a second
 /// streaming pass. Both passes walk memory in order, parallel over rows.
-fn bn_train_fwd(
+pub(crate) fn bn_train_fwd(
     x: &[f32],
     (n, c, p): (usize, usize, usize),
     gamma: &[f32],
@@ -82,7 +82,7 @@ fn bn_train_fwd(
 /// `dx = γ·invstd · (g - dβ/M - x̂ · dγ/M)`.
 /// One streaming pass for the row sums, one for `dx`, parallel over rows.
 #[allow(clippy::too_many_arguments)]
-fn bn_train_bwd(
+pub(crate) fn bn_train_bwd(
     x: &[f32],
     y: &[f32],
     dy: &[f32],

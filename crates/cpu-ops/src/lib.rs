@@ -52,6 +52,7 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{bail, DType, Result, Tensor};
 
+mod block;
 mod bn;
 mod conv;
 mod optim;
@@ -106,6 +107,89 @@ pub fn conv2d(
         Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
         None => x.apply_op2(&w, op),
     }
+}
+
+/// Training-mode conv2d → batch norm (→ ReLU) as one op: the same result and gradients as
+/// [`conv2d`] followed by [`batch_norm_train`], without the conv output as a node of candle's
+/// graph (candle gives each node's gradient a zero-filled buffer and an extra addition pass,
+/// single-threaded; here the batch-norm backward feeds the conv backward directly).
+///
+/// Returns `(y, batch_mean, batch_var_biased)` like [`batch_norm_train`]. Gradients flow to
+/// `x`, `weight`, `bias`, `gamma` and `beta`, each only if it tracks.
+///
+/// ```
+/// use candle_core::{DType, Device, Var};
+/// # fn main() -> candle_core::Result<()> {
+/// let dev = Device::Cpu;
+/// let x = Var::randn(0f32, 1.0, (2, 3, 6, 6), &dev)?;
+/// let w = Var::randn(0f32, 0.2, (4, 3, 3, 3), &dev)?;
+/// let (gamma, beta) = (Var::ones(4, DType::F32, &dev)?, Var::zeros(4, DType::F32, &dev)?);
+/// let (y, mean, _var) =
+///     cpu_ops::conv_bn_train(&x, &w, None, &gamma, &beta, 1, 1, 1e-5, true)?;
+/// let conv = cpu_ops::conv2d(&x, &w, None, 1, 1)?;
+/// let (y2, mean2, _) = cpu_ops::batch_norm_train(&conv, &gamma, &beta, 1e-5, true)?;
+/// let diff = (&y - &y2)?.abs()?.max_all()?.to_scalar::<f32>()?;
+/// assert!(diff < 1e-5);
+/// let grads = y.sum_all()?.backward()?;
+/// assert!(grads.get(&w).is_some() && grads.get(&gamma).is_some());
+/// # let _ = (mean, mean2);
+/// # Ok(())
+/// # }
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn conv_bn_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    gamma: &Tensor,
+    beta: &Tensor,
+    stride: usize,
+    padding: usize,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (co, _, _, _) = dims4(weight, "conv_bn_train weight")?;
+    check_vec(gamma, co, "conv_bn_train gamma")?;
+    check_vec(beta, co, "conv_bn_train beta")?;
+    let all_fast = fast(&[x, weight, gamma, beta]) && bias.is_none_or(|b| fast(&[b]));
+    if !all_fast {
+        let y = conv2d(x, weight, bias, stride, padding)?;
+        return batch_norm_train(&y, gamma, beta, eps, relu);
+    }
+    let (_, ci, _, _) = dims4(x, "conv_bn_train input")?;
+    let (_, wci, kh, kw) = dims4(weight, "conv_bn_train weight")?;
+    if wci != ci || kh != kw || stride == 0 {
+        bail!(
+            "cpu-ops conv_bn_train: weight {:?} does not fit input {:?} (square kernel, stride ≥ 1)",
+            weight.dims(),
+            x.dims()
+        )
+    }
+    let mut rows = Vec::with_capacity(3);
+    if let Some(b) = bias {
+        check_vec(b, co, "conv_bn_train bias")?;
+        rows.push(b.clone());
+    }
+    rows.push(gamma.clone());
+    rows.push(beta.clone());
+    let params = Tensor::stack(&rows, 0)?;
+    let saved = Arc::new(OnceLock::new());
+    let op = block::ConvBnTrainOp {
+        stride,
+        padding,
+        eps,
+        relu,
+        saved: saved.clone(),
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&weight.contiguous()?, &params, op)?;
+    let Some(sv) = saved.get() else {
+        bail!("cpu-ops conv_bn_train: forward produced no statistics")
+    };
+    let mean = Tensor::new(sv.stats.mean.as_slice(), x.device())?;
+    let var = Tensor::new(sv.stats.var.as_slice(), x.device())?;
+    Ok((y, mean, var))
 }
 
 /// Training-mode batch norm over (N, H, W) per channel, optionally followed by a fused ReLU.

@@ -356,7 +356,20 @@ mod tests {
     #[test]
     fn pool_2x2_propagates_nan_and_keeps_the_first_of_ties() {
         // Plane 2×6: windows [1, NaN | 3, 2], [5, 5 | 5, 1], [-0.0, 0.0 | 0.0, -1].
-        let x = [1.0, f32::NAN, 5.0, 5.0, -0.0, 0.0, 3.0, 2.0, 5.0, 1.0, 0.0, -1.0f32];
+        let x = [
+            1.0,
+            f32::NAN,
+            5.0,
+            5.0,
+            -0.0,
+            0.0,
+            3.0,
+            2.0,
+            5.0,
+            1.0,
+            0.0,
+            -1.0f32,
+        ];
         let (mut y, mut idx) = ([0f32; 3], [0u32; 3]);
         max_pool_2x2_row(&x, 6, 0, &mut y, &mut idx);
         assert!(y[0].is_nan() && y[1] == 5.0 && y[2] == 0.0);

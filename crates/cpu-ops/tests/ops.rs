@@ -236,6 +236,40 @@ proptest! {
         assert_close(&yf, &y2, "reference::batch_norm_train");
     }
 
+    /// The fused training block gives the composition's output, statistics and all five
+    /// gradients (stride and padding as the models use them, odd sizes, batch 1).
+    #[test]
+    fn conv_bn_train_matches_composition(
+        n in 1usize..=3, ci in 1usize..=4, co in 1usize..=5, hw in 2usize..=7,
+        (k, pad) in prop_oneof![Just((3usize, 1usize)), Just((1, 0)), Just((3, 0))],
+        stride in 1usize..=2, bias in any::<bool>(), relu in any::<bool>(), seed in any::<u64>(),
+    ) {
+        prop_assume!(hw + 2 * pad >= k);
+        let x = rand_var(seed, &[n, ci, hw, hw]);
+        let w = rand_var(seed + 1, &[co, ci, k, k]);
+        let b = rand_var(seed + 2, &[co]);
+        let gamma = rand_var(seed + 3, &[co]);
+        let beta = rand_var(seed + 4, &[co]);
+        let bt = bias.then(|| b.as_tensor());
+        let (ga, be) = (gamma.as_tensor(), beta.as_tensor());
+        let ho = (hw + 2 * pad - k) / stride + 1;
+        prop_assume!(n * ho * ho >= 2);
+        let (y, mean, var) = cpu_ops::conv_bn_train(x.as_tensor(), w.as_tensor(), bt, ga, be, stride, pad, 1e-5, relu).unwrap();
+        let conv = cpu_ops::conv2d(x.as_tensor(), w.as_tensor(), bt, stride, pad).unwrap();
+        let (y2, mean2, var2) = cpu_ops::batch_norm_train(&conv, ga, be, 1e-5, relu).unwrap();
+        assert_close(&y, &y2, "fused forward");
+        assert_close(&mean, &mean2, "fused mean");
+        assert_close(&var, &var2, "fused var");
+        let g1 = loss(&y, seed + 5).unwrap().backward().unwrap();
+        let g2 = loss(&y2, seed + 5).unwrap().backward().unwrap();
+        for (v, what) in [(&x, "x"), (&w, "w"), (&gamma, "gamma"), (&beta, "beta")] {
+            assert_close(&grad(&g1, v, what), &grad(&g2, v, what), &format!("fused d{what}"));
+        }
+        if bias {
+            assert_close(&grad(&g1, &b, "bias"), &grad(&g2, &b, "bias"), "fused dbias");
+        }
+    }
+
     #[test]
     fn batch_norm_eval_matches(
         n in 1usize..=4, c in 1usize..=5, h in 1usize..=7, w in 1usize..=7,
