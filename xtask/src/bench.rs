@@ -80,6 +80,12 @@ pub struct BenchArgs {
     /// Threads for the peer (ours uses rayon's default, one per core).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Measure this many times, ours and the peer alternating, each in a fresh process, and
+    /// report the median ratio (for shared machines whose speed drifts between runs). With
+    /// more than one round, or with `--all`, ours also runs in a fresh process, so that each
+    /// configuration's peak RSS is its own.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -270,6 +276,84 @@ pub fn run_peer(a: &BenchArgs, python: &PathBuf) -> Result<Value> {
     serde_json::from_str(line).context("the peer's last line is not JSON")
 }
 
+/// Ours in a fresh process of this binary (`bench … --json` without `--peer`), so that the
+/// peak RSS is this configuration's alone.
+fn run_ours_fresh(a: &BenchArgs) -> Result<Value> {
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let ops = match a.ops {
+        OpsBackend::Fast => "fast",
+        OpsBackend::Candle => "candle",
+    };
+    let out = Command::new(&exe)
+        .args(["bench", "--arch", &a.arch, "--width", &a.width.to_string()])
+        .args(["--mode", a.mode.name(), "--batch", &a.batch.to_string()])
+        .args([
+            "--iters",
+            &a.iters.to_string(),
+            "--warmup",
+            &a.warmup.to_string(),
+        ])
+        .args(["--ops", ops, "--json"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", exe.display()))?;
+    if !out.status.success() {
+        bail!("the benchmark process failed ({})", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .last()
+        .context("the benchmark printed nothing")?;
+    serde_json::from_str(line).context("the benchmark's last line is not JSON")
+}
+
+/// One configuration measured `a.rounds` times (ours, then the peer if given). Returns
+/// `{"ours", "peer", "ratio_peer_over_ours", "rounds": [...]}` where ours/peer are the round
+/// with the median ratio (or the median time without a peer) and the ratio is that median.
+fn measure(a: &BenchArgs, fresh: bool) -> Result<Value> {
+    let ms = |v: &Value| v["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN);
+    let mut rounds = Vec::new();
+    for r in 0..a.rounds.max(1) {
+        if a.rounds > 1 {
+            eprintln!("round {}/{}", r + 1, a.rounds);
+        }
+        let ours = if fresh {
+            run_ours_fresh(a)?
+        } else {
+            run_ours(a)?
+        };
+        let peer = a.peer.as_ref().map(|py| run_peer(a, py)).transpose()?;
+        let ratio = peer.as_ref().map(|p| ms(p) / ms(&ours));
+        rounds.push(json!({"ours": ours, "peer": peer, "ratio_peer_over_ours": ratio}));
+    }
+    Ok(median_round(&rounds))
+}
+
+/// The round with the median ratio (the lower middle one for an even count), or with the
+/// median time when there is no peer, plus every round's ratio as `round_ratios`.
+fn median_round(rounds: &[Value]) -> Value {
+    let ms = |v: &Value| v["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN);
+    let key = |v: &Value| {
+        v["ratio_peer_over_ours"]
+            .as_f64()
+            .unwrap_or_else(|| -ms(&v["ours"]))
+    };
+    let mut order: Vec<usize> = (0..rounds.len()).collect();
+    order.sort_by(|&i, &j| key(&rounds[i]).total_cmp(&key(&rounds[j])));
+    let mid = rounds[order[(order.len() - 1) / 2]].clone();
+    let ratios: Vec<Value> = rounds
+        .iter()
+        .map(|r| r["ratio_peer_over_ours"].clone())
+        .collect();
+    json!({
+        "ours": mid["ours"],
+        "peer": mid["peer"],
+        "ratio_peer_over_ours": mid["ratio_peer_over_ours"],
+        "round_ratios": ratios,
+    })
+}
+
 fn git_commit() -> String {
     Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -278,6 +362,24 @@ fn git_commit() -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// ` (r1, r2, …)`: every round's ratio, when there was more than one.
+fn per_round(m: &Value) -> String {
+    let r: Vec<String> = m["round_ratios"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_f64)
+                .map(|v| format!("{v:.2}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if r.len() > 1 {
+        format!(" ({})", r.join(", "))
+    } else {
+        String::new()
+    }
 }
 
 /// The `--all` sweep: every configuration, ours then the peer's, written as JSON and as the
@@ -301,27 +403,25 @@ fn bench_all(a: &BenchArgs) -> Result<()> {
                     ..*a
                 };
                 eprintln!("== {arch} width {width} {}", mode.name());
-                let ours = run_ours(&args)?;
-                let peer = match &a.peer {
-                    Some(py) => Some(run_peer(&args, py)?),
-                    None => None,
-                };
+                let m = measure(&args, true)?;
+                let ours = m["ours"].clone();
+                let peer = Some(m["peer"].clone()).filter(|p| !p.is_null());
                 let ms = |v: &Value| v["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN);
-                let ratio = peer.as_ref().map(|p| ms(p) / ms(&ours));
+                let ratio = m["ratio_peer_over_ours"].as_f64();
                 table.push_str(&format!(
                     "| {arch} | {width} | {} | {:.1} ms | {} | {} | {:.0} MiB | {} |\n",
                     mode.name(),
                     ms(&ours),
                     peer.as_ref()
                         .map_or("-".into(), |p| format!("{:.1} ms", ms(p))),
-                    ratio.map_or("-".into(), |r| format!("**{r:.3}**")),
+                    ratio.map_or("-".into(), |r| format!("**{r:.3}**{}", per_round(&m))),
                     ours["peak_rss_mib"].as_f64().unwrap_or(0.0),
                     peer.as_ref().map_or("-".into(), |p| format!(
                         "{:.0} MiB",
                         p["peak_rss_mib"].as_f64().unwrap_or(0.0)
                     )),
                 ));
-                rows.push(json!({"ours": ours, "peer": peer, "ratio_peer_over_ours": ratio}));
+                rows.push(m);
             }
         }
     }
@@ -333,7 +433,7 @@ fn bench_all(a: &BenchArgs) -> Result<()> {
         .unwrap_or_default();
     let cpu = cpu_info();
     let header = format!(
-        "Run {date}, commit {}, CPU {} ({} threads; flags {}), batch {}, median of {} timed iterations after {} warm-up ones{}.\n\n",
+        "Run {date}, commit {}, CPU {} ({} threads; flags {}), batch {}, median of {} timed iterations after {} warm-up ones{}; {} round(s) per row, ours and the peer alternating, each in a fresh process (the ratio is the median round's; the others in brackets).\n\n",
         git_commit(),
         cpu["model"].as_str().unwrap_or("?"),
         rayon::current_num_threads(),
@@ -341,7 +441,8 @@ fn bench_all(a: &BenchArgs) -> Result<()> {
         a.batch,
         a.iters,
         a.warmup,
-        a.gs_impl.as_ref().map_or(String::new(), |g| format!(", peer GradSplitter implementation `{g}`"))
+        a.gs_impl.as_ref().map_or(String::new(), |g| format!(", peer GradSplitter implementation `{g}`")),
+        a.rounds.max(1)
     );
     let doc = std::path::Path::new("docs/benchmarks.md");
     let json_path = std::path::Path::new("docs/benchmarks.json");
@@ -369,6 +470,31 @@ fn bench_all(a: &BenchArgs) -> Result<()> {
 pub fn bench(a: BenchArgs) -> Result<()> {
     if a.all {
         return bench_all(&a);
+    }
+    if a.rounds > 1 {
+        let m = measure(&a, true)?;
+        let ms = |v: &Value| v["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN);
+        if a.json {
+            println!("{}", serde_json::to_string(&m)?);
+        } else {
+            println!(
+                "{} {} width {} batch {}, {} rounds: ours {:.1} ms, peer {} ms, median ratio peer/ours {}{}",
+                a.arch,
+                a.mode.name(),
+                a.width,
+                a.batch,
+                a.rounds,
+                ms(&m["ours"]),
+                m["peer"]["timing"]["median_ms"]
+                    .as_f64()
+                    .map_or("-".into(), |v| format!("{v:.1}")),
+                m["ratio_peer_over_ours"]
+                    .as_f64()
+                    .map_or("-".into(), |v| format!("{v:.3}")),
+                per_round(&m)
+            );
+        }
+        return Ok(());
     }
     let ours = run_ours(&a)?;
     let ms = |v: &Value, key: &str| v["timing"][key].as_f64().unwrap_or(f64::NAN);
@@ -412,4 +538,38 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&result)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(ours_ms: f64, peer_ms: Option<f64>) -> Value {
+        let t = |v: f64| json!({"timing": {"median_ms": v}});
+        json!({
+            "ours": t(ours_ms),
+            "peer": peer_ms.map(t),
+            "ratio_peer_over_ours": peer_ms.map(|p| p / ours_ms),
+        })
+    }
+
+    #[test]
+    fn the_reported_round_is_the_one_with_the_median_ratio() {
+        let rounds = [
+            round(100.0, Some(90.0)),
+            round(100.0, Some(120.0)),
+            round(50.0, Some(40.0)),
+        ];
+        let m = median_round(&rounds);
+        assert_eq!(m["ratio_peer_over_ours"].as_f64(), Some(0.9));
+        assert_eq!(m["ours"]["timing"]["median_ms"].as_f64(), Some(100.0));
+        assert_eq!(per_round(&m), " (0.90, 1.20, 0.80)");
+        // One round: no bracket; without a peer the median time is reported.
+        assert_eq!(per_round(&median_round(&rounds[..1])), "");
+        let alone = [round(30.0, None), round(10.0, None), round(20.0, None)];
+        assert_eq!(
+            median_round(&alone)["ours"]["timing"]["median_ms"].as_f64(),
+            Some(20.0)
+        );
+    }
 }
