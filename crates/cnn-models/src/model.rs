@@ -297,6 +297,27 @@ impl<'a> Walk<'a, '_> {
                         Some(cm) => Some(&cm[info.index]),
                         None => self.opts.masks.map(|m| &m[info.site]),
                     };
+                    // Evaluation with BN: conv → BN (→ ReLU) (→ mask) as one fused op on the
+                    // fast path (inference and GradSplitter's masked forward).
+                    if let (Some(bn), false, OpsBackend::Fast) = (&c.bn, self.opts.train, ops) {
+                        let y = cpu_ops::conv_bn_eval(
+                            &x,
+                            w,
+                            b,
+                            self.t(&format!("{bn}.weight"))?,
+                            self.t(&format!("{bn}.bias"))?,
+                            self.t(&format!("{bn}.running_mean"))?,
+                            self.t(&format!("{bn}.running_var"))?,
+                            c.stride,
+                            c.padding,
+                            BN_EPS,
+                            c.relu,
+                            mask,
+                        )?;
+                        self.record_activity(&y)?;
+                        x = y;
+                        continue;
+                    }
                     // Training with BN: conv → BN (→ ReLU) as one fused op on the fast path.
                     let fused_bn = self.opts.train && c.bn.is_some() && ops == OpsBackend::Fast;
                     // (With the fused op, `y` is assigned its output in the training branch

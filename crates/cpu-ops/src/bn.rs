@@ -214,7 +214,7 @@ impl CustomOp3 for BnTrainOp {
 }
 
 /// Per-channel affine of eval-mode BN: `scale = γ / √(var + eps)`, `shift = β - mean·scale`.
-fn eval_affine(
+pub(crate) fn eval_affine(
     gamma: &[f32],
     beta: &[f32],
     rm: &[f32],

@@ -192,6 +192,116 @@ pub fn conv_bn_train(
     Ok((y, mean, var))
 }
 
+/// Eval-mode conv2d → batch norm (running statistics, frozen) → optional ReLU → optional
+/// channel mask, as one op: the same result as [`conv2d`] + [`batch_norm_eval`] (or
+/// [`batch_norm_relu_mask`]) + [`channel_mask`]. The batch-norm affine (with the conv bias
+/// folded in) is applied to each output row while it is hot, and the conv output is not a
+/// node of candle's graph; when nothing needs a gradient it is not even kept.
+///
+/// `mask`, if given, is `[G, Co]` for a batch of `G·B` images (GradSplitter's modules).
+/// Gradients flow to `x`, `weight` and `mask` (each only if it tracks; the backward computes
+/// the conv output's gradient and the mask's in one pass). If `bias`, `gamma` or `beta`
+/// tracks, the unfused ops are used so that they get gradients too.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor, Var};
+/// # fn main() -> candle_core::Result<()> {
+/// let dev = Device::Cpu;
+/// let x = Var::randn(0f32, 1.0, (4, 3, 6, 6), &dev)?;
+/// let w = Tensor::randn(0f32, 0.2, (5, 3, 3, 3), &dev)?;
+/// let (gamma, beta) = (Tensor::ones(5, DType::F32, &dev)?, Tensor::zeros(5, DType::F32, &dev)?);
+/// let (rm, rv) = (Tensor::zeros(5, DType::F32, &dev)?, Tensor::ones(5, DType::F32, &dev)?);
+/// let mask = Var::ones((2, 5), DType::F32, &dev)?; // 2 modules × 2 images
+/// let y = cpu_ops::conv_bn_eval(&x, &w, None, &gamma, &beta, &rm, &rv, 1, 1, 1e-5, true, Some(&mask))?;
+/// assert_eq!(y.dims(), &[4, 5, 6, 6]);
+/// let grads = y.sum_all()?.backward()?;
+/// assert!(grads.get(&mask).is_some() && grads.get(&x).is_some() && grads.get(&w).is_none());
+/// # Ok(())
+/// # }
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn conv_bn_eval(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    stride: usize,
+    padding: usize,
+    eps: f64,
+    relu: bool,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (co, _, _, _) = dims4(weight, "conv_bn_eval weight")?;
+    for (t, what) in [
+        (gamma, "gamma"),
+        (beta, "beta"),
+        (running_mean, "running mean"),
+        (running_var, "running var"),
+    ] {
+        check_vec(t, co, what)?;
+    }
+    if let Some(b) = bias {
+        check_vec(b, co, "conv_bn_eval bias")?;
+    }
+    let consts: Vec<&Tensor> = [gamma, beta, running_mean, running_var]
+        .into_iter()
+        .chain(bias)
+        .collect();
+    let all_fast = fast(&[x, weight]) && fast(&consts) && mask.is_none_or(|m| fast(&[m]));
+    if !all_fast || consts.iter().any(|t| t.track_op()) {
+        let y = conv2d(x, weight, bias, stride, padding)?;
+        return match mask {
+            Some(m) if relu => {
+                batch_norm_relu_mask(&y, gamma, beta, running_mean, running_var, eps, m)
+            }
+            Some(m) => channel_mask(
+                &batch_norm_eval(&y, gamma, beta, running_mean, running_var, eps, false)?,
+                m,
+            ),
+            None => batch_norm_eval(&y, gamma, beta, running_mean, running_var, eps, relu),
+        };
+    }
+    let (_, ci, _, _) = dims4(x, "conv_bn_eval input")?;
+    let (_, wci, kh, kw) = dims4(weight, "conv_bn_eval weight")?;
+    if wci != ci || kh != kw || stride == 0 {
+        bail!(
+            "cpu-ops conv_bn_eval: weight {:?} does not fit input {:?} (square kernel, stride ≥ 1)",
+            weight.dims(),
+            x.dims()
+        )
+    }
+    let (scale, mut shift) = bn::eval_affine(
+        &gamma.to_vec1::<f32>()?,
+        &beta.to_vec1::<f32>()?,
+        &running_mean.to_vec1::<f32>()?,
+        &running_var.to_vec1::<f32>()?,
+        eps,
+    );
+    if let Some(b) = bias {
+        for ((s, a), bv) in shift.iter_mut().zip(&scale).zip(b.to_vec1::<f32>()?) {
+            *s += bv * a;
+        }
+    }
+    let mask = match mask {
+        Some(m) => m.contiguous()?,
+        None => Tensor::ones((1, co), DType::F32, x.device())?,
+    };
+    let keep = x.track_op() || weight.track_op() || mask.track_op();
+    let op = block::ConvBnEvalOp {
+        stride,
+        padding,
+        scale,
+        shift,
+        relu,
+        keep,
+        conv_out: Arc::new(OnceLock::new()),
+    };
+    x.contiguous()?.apply_op3(&weight.contiguous()?, &mask, op)
+}
+
 /// Training-mode batch norm over (N, H, W) per channel, optionally followed by a fused ReLU.
 /// `x` is `[N, C, H, W]`, `gamma`/`beta` `[C]`.
 ///

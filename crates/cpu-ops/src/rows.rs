@@ -219,6 +219,73 @@ dispatched! {
 }
 
 dispatched! {
+    /// In place, `x = act(x·a + b)·m` with `act` = ReLU or identity: the epilogue of a conv
+    /// followed by eval batch norm, ReLU and a channel mask.
+    fn affine_act_mask_in_place(x: &mut [f32], a: f32, b: f32, m: f32, relu: bool) {
+        let (xb, xt) = x.as_chunks_mut::<8>();
+        for v in xb.iter_mut() {
+            for l in 0..8 {
+                let t = v[l] * a + b;
+                v[l] = if relu { t.max(0.0) } else { t } * m;
+            }
+        }
+        for v in xt.iter_mut() {
+            let t = *v * a + b;
+            *v = if relu { t.max(0.0) } else { t } * m;
+        }
+    }
+}
+
+dispatched! {
+    /// `out = act(x·a + b)·m` with `act` = ReLU or identity.
+    fn affine_act_mask(x: &[f32], out: &mut [MaybeUninit<f32>], a: f32, b: f32, m: f32, relu: bool) {
+        if relu {
+            row_map!(out, [x], |v| (v * a + b).max(0.0) * m)
+        } else {
+            row_map!(out, [x], |v| (v * a + b) * m)
+        }
+    }
+}
+
+dispatched! {
+    /// The backward of `y = act(x·a + b)·m` in one pass over `x` and `dy`: writes
+    /// `out = dy·a·m · act'(x·a + b)` and returns `Σ dy·act(x·a + b)` (the row's share of the
+    /// mask gradient).
+    fn affine_act_mask_grad(
+        dy: &[f32],
+        x: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        a: f32,
+        b: f32,
+        m: f32,
+        relu: bool,
+    ) -> f32 {
+        let am = a * m;
+        let n = out.len();
+        let (dy, x) = (&dy[..n], &x[..n]);
+        let (ob, ot) = out.as_chunks_mut::<8>();
+        let split = ob.len() * 8;
+        let (gb, xb) = (dy[..split].as_chunks::<8>().0, x[..split].as_chunks::<8>().0);
+        let mut acc = [0f32; 8];
+        for ((o, g), xv) in ob.iter_mut().zip(gb).zip(xb) {
+            for l in 0..8 {
+                let t = xv[l] * a + b;
+                let on = !relu || t > 0.0;
+                o[l].write(keep_if(on, g[l] * am));
+                acc[l] += g[l] * if relu { t.max(0.0) } else { t };
+            }
+        }
+        let mut s = hsum(acc);
+        for ((o, &g), &xv) in ot.iter_mut().zip(&dy[split..]).zip(&x[split..]) {
+            let t = xv * a + b;
+            o.write(keep_if(!relu || t > 0.0, g * am));
+            s += g * if relu { t.max(0.0) } else { t };
+        }
+        s
+    }
+}
+
+dispatched! {
     /// `dst += src` over the common length.
     fn add_assign(dst: &mut [f32], src: &[f32]) {
         let n = dst.len().min(src.len());

@@ -270,6 +270,45 @@ proptest! {
         }
     }
 
+    /// The fused eval block (GradSplitter's masked forward, and inference) gives the
+    /// composition's output and the gradients of x, w and the mask; without anything to
+    /// differentiate it runs in place and still gives the same output.
+    #[test]
+    fn conv_bn_eval_matches_composition(
+        gm in 1usize..=3, b in 1usize..=2, ci in 1usize..=4, co in 1usize..=5, hw in 2usize..=6,
+        (k, pad) in prop_oneof![Just((3usize, 1usize)), Just((1, 0)), Just((3, 0))],
+        stride in 1usize..=2, bias in any::<bool>(), relu in any::<bool>(),
+        masked in any::<bool>(), seed in any::<u64>(),
+    ) {
+        prop_assume!(hw + 2 * pad >= k);
+        let n = gm * b;
+        let x = rand_var(seed, &[n, ci, hw, hw]);
+        let w = rand_var(seed + 1, &[co, ci, k, k]);
+        let bt = rand_tensor(seed + 2, &[co]);
+        let gamma = rand_tensor(seed + 3, &[co]);
+        let beta = rand_tensor(seed + 4, &[co]);
+        let rm = rand_tensor(seed + 5, &[co]);
+        let rv = (rand_tensor(seed + 6, &[co]).abs().unwrap() + 0.5).unwrap();
+        let mask = rand_var(seed + 7, &[gm, co]);
+        let (bias_t, mask_t) = (bias.then_some(&bt), masked.then(|| mask.as_tensor()));
+        let y = cpu_ops::conv_bn_eval(x.as_tensor(), w.as_tensor(), bias_t, &gamma, &beta, &rm, &rv, stride, pad, 1e-5, relu, mask_t).unwrap();
+        let conv = cpu_ops::conv2d(x.as_tensor(), w.as_tensor(), bias_t, stride, pad).unwrap();
+        let mut y2 = cpu_ops::batch_norm_eval(&conv, &gamma, &beta, &rm, &rv, 1e-5, relu).unwrap();
+        if let Some(m) = mask_t {
+            y2 = cpu_ops::channel_mask(&y2, m).unwrap();
+        }
+        assert_close(&y, &y2, "fused eval forward");
+        let g1 = loss(&y, seed + 8).unwrap().backward().unwrap();
+        let g2 = loss(&y2, seed + 8).unwrap().backward().unwrap();
+        assert_close(&grad(&g1, &x, "x"), &grad(&g2, &x, "x"), "fused eval dx");
+        assert_close(&grad(&g1, &w, "w"), &grad(&g2, &w, "w"), "fused eval dw");
+        if masked {
+            assert_close(&grad(&g1, &mask, "mask"), &grad(&g2, &mask, "mask"), "fused eval dmask");
+        }
+        let plain = cpu_ops::conv_bn_eval(&x.as_tensor().detach(), &w.as_tensor().detach(), bias_t, &gamma, &beta, &rm, &rv, stride, pad, 1e-5, relu, mask_t.map(|m| m.detach()).as_ref()).unwrap();
+        assert_close(&plain, &y2, "fused eval forward, nothing tracked");
+    }
+
     #[test]
     fn batch_norm_eval_matches(
         n in 1usize..=4, c in 1usize..=5, h in 1usize..=7, w in 1usize..=7,
