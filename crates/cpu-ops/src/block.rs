@@ -167,7 +167,7 @@ pub(crate) struct ConvBnEvalOp {
 impl ConvBnEvalOp {
     fn groups(g: &ConvGeom, mask: &[usize]) -> Result<usize> {
         match mask {
-            &[mg, mc] if mc == g.co && mg > 0 && g.n % mg == 0 => Ok(g.n / mg),
+            &[mg, mc] if mc == g.co && mg > 0 && g.n.is_multiple_of(mg) => Ok(g.n / mg),
             d => bail!(
                 "cpu-ops conv_bn_eval: mask {d:?} does not fit {} images of {} channels",
                 g.n,

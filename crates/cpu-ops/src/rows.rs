@@ -222,16 +222,18 @@ dispatched! {
     /// In place, `x = act(x·a + b)·m` with `act` = ReLU or identity: the epilogue of a conv
     /// followed by eval batch norm, ReLU and a channel mask.
     fn affine_act_mask_in_place(x: &mut [f32], a: f32, b: f32, m: f32, relu: bool) {
+        let f = |v: f32| {
+            let t = v * a + b;
+            (if relu { t.max(0.0) } else { t }) * m
+        };
         let (xb, xt) = x.as_chunks_mut::<8>();
-        for v in xb.iter_mut() {
-            for l in 0..8 {
-                let t = v[l] * a + b;
-                v[l] = if relu { t.max(0.0) } else { t } * m;
+        for lanes in xb.iter_mut() {
+            for v in lanes.iter_mut() {
+                *v = f(*v);
             }
         }
         for v in xt.iter_mut() {
-            let t = *v * a + b;
-            *v = if relu { t.max(0.0) } else { t } * m;
+            *v = f(*v);
         }
     }
 }
