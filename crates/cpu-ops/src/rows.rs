@@ -308,7 +308,8 @@ dispatched! {
 /// Whether `v` replaces `best` as a window's maximum: larger, or the first NaN.
 #[inline(always)]
 fn beats(v: f32, best: f32) -> bool {
-    v > best || (v.is_nan() && !best.is_nan())
+    // Non-short-circuit `|`/`&`: no branch, so the callers' lane loops vectorise.
+    (v > best) | (v.is_nan() & !best.is_nan())
 }
 
 dispatched! {
@@ -318,7 +319,35 @@ dispatched! {
     fn max_pool_2x2_row(x: &[f32], w: usize, oy: usize, y: &mut [f32], idx: &mut [u32]) {
         let r0 = 2 * oy * w;
         let (a, b) = (&x[r0..r0 + w], &x[r0 + w..r0 + 2 * w]);
-        for (ox, (yv, iv)) in y.iter_mut().zip(idx.iter_mut()).enumerate() {
+        let wo = y.len();
+        // Eight outputs at a time from 16-wide slices of the two rows: the even and odd
+        // columns are de-interleaved into lanes, and each lane runs the same four-way select
+        // (offsets 0, 1, w, w + 1 from the window's corner) as the scalar tail below.
+        let full = (wo / 8).min(w / 16);
+        let (w32, r032) = (w as u32, r0 as u32);
+        for blk in 0..full {
+            let (a16, b16) = (&a[blk * 16..blk * 16 + 16], &b[blk * 16..blk * 16 + 16]);
+            let mut best = [0f32; 8];
+            let mut off = [0u32; 8];
+            for l in 0..8 {
+                best[l] = a16[2 * l];
+            }
+            // (row, column parity, offset from the corner) of the other three candidates.
+            for (cand, col, o) in [(a16, 1, 1u32), (b16, 0, w32), (b16, 1, w32 + 1)] {
+                for l in 0..8 {
+                    let v = cand[2 * l + col];
+                    let t = beats(v, best[l]);
+                    best[l] = if t { v } else { best[l] };
+                    off[l] = if t { o } else { off[l] };
+                }
+            }
+            let (yb, ib) = (&mut y[blk * 8..blk * 8 + 8], &mut idx[blk * 8..blk * 8 + 8]);
+            for l in 0..8 {
+                yb[l] = best[l];
+                ib[l] = r032 + 2 * (blk * 8 + l) as u32 + off[l];
+            }
+        }
+        for ox in full * 8..wo {
             let c = 2 * ox;
             let mut best = a[c];
             let mut bi = r0 + c;
@@ -327,8 +356,8 @@ dispatched! {
                 best = if t { v } else { best };
                 bi = if t { i } else { bi };
             }
-            *yv = best;
-            *iv = bi as u32;
+            y[ox] = best;
+            idx[ox] = bi as u32;
         }
     }
 }
@@ -365,9 +394,29 @@ dispatched! {
     fn max_pool_2x2_grad_row(dy: &[f32], idx: &[u32], base: usize, rows: &mut [f32]) {
         let w = rows.len() / 2;
         let (r0, r1) = rows.split_at_mut(w);
-        for (ox, (&g, &i)) in dy.iter().zip(idx).enumerate() {
-            let c = 2 * ox;
-            let at = i as usize;
+        let wo = dy.len();
+        // Eight windows at a time: each lane's offset from its window's corner (0, 1, w or
+        // w + 1) selects which of the four written values gets the gradient; the 16-wide
+        // row slices are written interleaved.
+        let full = (wo / 8).min(w / 16);
+        for blk in 0..full {
+            let mut off = [0usize; 8];
+            let mut g = [0f32; 8];
+            for l in 0..8 {
+                let ox = blk * 8 + l;
+                off[l] = (idx[ox] as usize).wrapping_sub(base + 2 * ox);
+                g[l] = dy[ox];
+            }
+            let (a16, b16) = (&mut r0[blk * 16..blk * 16 + 16], &mut r1[blk * 16..blk * 16 + 16]);
+            for l in 0..8 {
+                a16[2 * l] = keep_if(off[l] == 0, g[l]);
+                a16[2 * l + 1] = keep_if(off[l] == 1, g[l]);
+                b16[2 * l] = keep_if(off[l] == w, g[l]);
+                b16[2 * l + 1] = keep_if(off[l] == w + 1, g[l]);
+            }
+        }
+        for ox in full * 8..wo {
+            let (c, g, at) = (2 * ox, dy[ox], idx[ox] as usize);
             let (a, b) = (base + c, base + w + c);
             r0[c] = keep_if(at == a, g);
             r0[c + 1] = keep_if(at == a + 1, g);
