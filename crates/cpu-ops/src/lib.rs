@@ -9,6 +9,13 @@
 //! * [`channel_mask`], [`batch_norm_relu_mask`]: GradSplitter's batched per-module channel
 //!   masks, the latter fused with eval BN and ReLU.
 //! * [`max_pool2d`]: max-pool with an argmax-scatter backward.
+//! * [`conv_bn_train`], [`conv_bn_eval`]: a conv followed by batch norm (→ ReLU → mask) as one
+//!   op, for training and for evaluation / GradSplitter's masked forward, so that the conv
+//!   output is not a node of candle's graph.
+//! * [`sgd_update`]: the SGD step (weight decay, momentum) as one parallel pass.
+//!
+//! The element-wise passes are compiled for the baseline and for AVX2 + FMA and dispatched at
+//! run time.
 //!
 //! All take NCHW f32 tensors. On a non-CPU device or another dtype each function falls back to
 //! the equivalent composition of stock candle ops in [`reference`], so callers can use them
