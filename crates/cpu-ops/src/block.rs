@@ -100,8 +100,6 @@ impl CustomOp3 for ConvBnTrainOp {
         };
         let g = ConvGeom::new(x.dims(), w.dims(), self.stride, self.padding)?;
         let grad = grad.contiguous()?;
-        let (xs, xl) = x.storage_and_layout();
-        let (ws, wl) = w.storage_and_layout();
         let (ps, pl) = params.storage_and_layout();
         let (ys, yl) = res.storage_and_layout();
         let (gs, gl) = grad.storage_and_layout();
@@ -119,18 +117,6 @@ impl CustomOp3 for ConvBnTrainOp {
             need_dx || need_dw || (need_dp && bias.is_some()),
         );
         let dconv = dconv.unwrap_or_default();
-        let (dx, dw) = if need_dx || need_dw {
-            conv_bwd(
-                &g,
-                storage_slice(&xs, xl)?,
-                storage_slice(&ws, wl)?,
-                &dconv,
-                need_dx,
-                need_dw,
-            )
-        } else {
-            (None, None)
-        };
         let dp = if need_dp {
             let mut v = Vec::with_capacity(pv.len());
             if bias.is_some() {
@@ -142,8 +128,7 @@ impl CustomOp3 for ConvBnTrainOp {
         } else {
             None
         };
-        let dx = dx.map(|v| cpu_tensor(v, x.shape().clone())).transpose()?;
-        let dw = dw.map(|v| cpu_tensor(v, w.shape().clone())).transpose()?;
+        let (dx, dw) = conv_grads(&g, x, w, &dconv, need_dx, need_dw)?;
         Ok((dx, dw, dp))
     }
 }
@@ -275,24 +260,37 @@ impl CustomOp3 for ConvBnEvalOp {
         } else {
             None
         };
-        let (dx, dw) = if need_dx || need_dw {
-            let (xs, xl) = x.storage_and_layout();
-            let (ws, wl) = w.storage_and_layout();
-            conv_bwd(
-                &g,
-                storage_slice(&xs, xl)?,
-                storage_slice(&ws, wl)?,
-                &dconv,
-                need_dx,
-                need_dw,
-            )
-        } else {
-            (None, None)
-        };
-        let dx = dx.map(|v| cpu_tensor(v, x.shape().clone())).transpose()?;
-        let dw = dw.map(|v| cpu_tensor(v, w.shape().clone())).transpose()?;
+        let (dx, dw) = conv_grads(&g, x, w, &dconv, need_dx, need_dw)?;
         Ok((dx, dw, dm))
     }
+}
+
+/// The conv's input and weight gradients (each only if asked) from its output gradient
+/// `dconv`, as tensors.
+fn conv_grads(
+    g: &ConvGeom,
+    x: &Tensor,
+    w: &Tensor,
+    dconv: &[f32],
+    need_dx: bool,
+    need_dw: bool,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    if !need_dx && !need_dw {
+        return Ok((None, None));
+    }
+    let (xs, xl) = x.storage_and_layout();
+    let (ws, wl) = w.storage_and_layout();
+    let (dx, dw) = conv_bwd(
+        g,
+        storage_slice(&xs, xl)?,
+        storage_slice(&ws, wl)?,
+        dconv,
+        need_dx,
+        need_dw,
+    );
+    let dx = dx.map(|v| cpu_tensor(v, x.shape().clone())).transpose()?;
+    let dw = dw.map(|v| cpu_tensor(v, w.shape().clone())).transpose()?;
+    Ok((dx, dw))
 }
 
 /// `f(r, row)` on every row of `p` elements of `v`, in parallel in blocks of rows.
