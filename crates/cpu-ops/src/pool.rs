@@ -127,7 +127,7 @@ pub(crate) fn pool_bwd(g: &PoolGeom, dy: &[f32], idx: &[u32]) -> Vec<f32> {
     let (w, ho, wo) = (g.w, g.ho, g.wo);
     let (pi, po) = (g.h * g.w, ho * wo);
     let len = g.n * g.c * pi;
-    if g.k == 2 && g.s == 2 && g.h % 2 == 0 && g.w % 2 == 0 && po > 0 {
+    if g.k == 2 && g.s == 2 && g.h.is_multiple_of(2) && g.w.is_multiple_of(2) && po > 0 {
         // The windows tile the plane: every input element is written once, the gradient
         // where it was its window's maximum and 0 elsewhere, without zero-fill or scatter.
         // SAFETY: each plane's rows 2·oy and 2·oy + 1 are written in full for every oy.
