@@ -282,7 +282,8 @@ impl<'a> Walk<'a, '_> {
 
     fn layers(&mut self, layers: &'a [LayerSpec], mut x: Tensor) -> Result<Tensor> {
         let ops = self.model.ops;
-        for layer in layers {
+        let mut layers = layers.iter().peekable();
+        while let Some(layer) = layers.next() {
             x = match layer {
                 LayerSpec::Conv(c) => {
                     let info = &self.model.analysis.convs[self.conv];
@@ -331,14 +332,33 @@ impl<'a> Walk<'a, '_> {
                         let gamma = self.t(&format!("{bn}.weight"))?;
                         let beta = self.t(&format!("{bn}.bias"))?;
                         if self.opts.train {
-                            let (out, mean, var) = if fused_bn {
+                            // A max-pool right after goes inside the fused op too, unless the
+                            // block's own output is needed (masks, recorded activity).
+                            let pool = match layers.peek() {
+                                Some(LayerSpec::MaxPool { kernel, stride })
+                                    if fused_bn
+                                        && mask.is_none()
+                                        && self.opts.activity.is_none() =>
+                                {
+                                    Some((*kernel, *stride))
+                                }
+                                _ => None,
+                            };
+                            let (out, mean, var) = if let Some((k, s)) = pool {
+                                layers.next();
+                                cpu_ops::conv_bn_pool_train(
+                                    &x, w, b, gamma, beta, c.stride, c.padding, BN_EPS, c.relu, k,
+                                    s,
+                                )?
+                            } else if fused_bn {
                                 cpu_ops::conv_bn_train(
                                     &x, w, b, gamma, beta, c.stride, c.padding, BN_EPS, c.relu,
                                 )?
                             } else {
                                 ops::batch_norm_train(ops, &y, gamma, beta, BN_EPS, c.relu)?
                             };
-                            let n = (out.dim(0)? * out.dim(2)? * out.dim(3)?) as f64;
+                            // Elements per channel behind the statistics: the conv output's.
+                            let n = (mean_count(&x, w, c.stride, c.padding)?) as f64;
                             let unbiased = if n > 1.0 {
                                 (var.detach() * (n / (n - 1.0)))?
                             } else {
@@ -430,6 +450,15 @@ impl<'a> Walk<'a, '_> {
         }
         Ok(x)
     }
+}
+
+/// Elements per channel of a conv's output (batch × output height × width): the count behind
+/// its batch-norm statistics.
+fn mean_count(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<usize> {
+    let (n, _, h, wd) = x.dims4()?;
+    let k = w.dim(2)?;
+    let out = |len: usize| (len + 2 * padding).saturating_sub(k) / stride.max(1) + 1;
+    Ok(n * out(h) * out(wd))
 }
 
 /// Inverted dropout with a mask drawn from `rng` (so runs are reproducible from the seed).

@@ -4,7 +4,7 @@ use candle_core::{DType, Device, Tensor};
 use cnn_data::{ImageSet, ImageShape, InputFormat, Normalization};
 use cnn_models::metrics::{argmax_rows, ConfusionMatrix};
 use cnn_models::train::DataSplit;
-use cnn_models::{presets, ForwardOptions, Model, OpsBackend, TrainConfig, TrainData};
+use cnn_models::{presets, ForwardOptions, LayerSpec, Model, OpsBackend, TrainConfig, TrainData};
 
 /// A tiny learnable set: class c images are bright in quadrant c (4 classes, 16×16 grey).
 fn quadrant_set(n_per_class: usize) -> ImageSet {
@@ -309,6 +309,81 @@ fn fast_and_candle_ops_agree_in_forward_and_training() {
             "{name}: gradient difference {worst} (scale {scale})"
         );
     }
+}
+
+/// Training-mode forward: the fast path fuses conv → BN (→ pool) into single ops; its logits
+/// and the running-statistics updates (whose unbiased variance needs the conv output's element
+/// count, not the pooled one) match candle's ops.
+#[test]
+fn fast_and_candle_ops_agree_in_a_training_forward() {
+    let dev = Device::Cpu;
+    for name in ["simcnn", "rescnn", "incecnn"] {
+        let spec = presets::by_name(name, 0.125, 3, 10).unwrap();
+        let mut fast = Model::init(spec, 5, &dev).unwrap();
+        let mut slow = fast.clone();
+        fast.set_ops(OpsBackend::Fast);
+        slow.set_ops(OpsBackend::Candle);
+        let x = seeded_input(16, 9);
+        let run = |m: &Model| {
+            let opts = ForwardOptions {
+                train: true,
+                ..Default::default()
+            };
+            let (logits, updates) = m.forward(&x, opts).unwrap();
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let stats: Vec<f32> = updates
+                .iter()
+                .flat_map(|(_, mean, var)| flat(mean).into_iter().chain(flat(var)))
+                .collect();
+            (flat(&logits), stats, updates.len())
+        };
+        let (la, sa, na) = run(&fast);
+        let (lb, sb, nb) = run(&slow);
+        assert_eq!(na, nb, "{name}: BN updates");
+        assert!(max_rel_diff(&sa, &sb) < 1e-4, "{name}: running statistics");
+        assert!(max_rel_diff(&la, &lb) < 1e-3, "{name}: training logits");
+    }
+    // The first layer's running variance, recomputed independently: momentum 0.1 from 1 toward
+    // the unbiased variance over batch × 32 × 32 conv outputs. A pool follows in SimCNN; a
+    // count taken after it would be 4× too small, which at batch 2 moves the update by more
+    // than the tolerance.
+    let model = Model::init(presets::by_name("simcnn", 0.125, 3, 10).unwrap(), 5, &dev).unwrap();
+    let Some(LayerSpec::Conv(c)) = model.spec().layers.first() else {
+        panic!("simcnn starts with a conv")
+    };
+    let x = seeded_input(2, 9);
+    let w = model.tensor(&format!("{}.weight", c.name)).unwrap();
+    let mut y = x.conv2d(w, c.padding, c.stride, 1, 1).unwrap();
+    if c.bias {
+        let b = model.tensor(&format!("{}.bias", c.name)).unwrap();
+        y = y.broadcast_add(&b.reshape((1, (), 1, 1)).unwrap()).unwrap();
+    }
+    let count = (y.dim(0).unwrap() * y.dim(2).unwrap() * y.dim(3).unwrap()) as f64;
+    let centred = y
+        .broadcast_sub(
+            &y.mean_keepdim(0)
+                .unwrap()
+                .mean_keepdim(2)
+                .unwrap()
+                .mean_keepdim(3)
+                .unwrap(),
+        )
+        .unwrap();
+    let unbiased = (centred.sqr().unwrap().sum((0, 2, 3)).unwrap() / (count - 1.0)).unwrap();
+    let want: Vec<f32> = ((unbiased * 0.1).unwrap() + 0.9)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let opts = ForwardOptions {
+        train: true,
+        ..Default::default()
+    };
+    let (_, updates) = model.forward(&x, opts).unwrap();
+    let got: Vec<f32> = updates[0].2.to_vec1().unwrap();
+    assert!(
+        max_rel_diff(&got, &want) < 1e-4,
+        "first running variance {got:?} vs {want:?}"
+    );
 }
 
 #[test]

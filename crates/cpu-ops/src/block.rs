@@ -12,13 +12,16 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use crate::bn::{bn_train_bwd, bn_train_fwd, BnStats};
 use crate::conv::{bias_grad, conv_bwd, conv_fwd, ConvGeom};
+use crate::pool::{pool_bwd, pool_fwd, PoolGeom};
 use crate::rows;
 use crate::util::{cpu_tensor, layout_slice, storage_slice};
 
-/// What the forward keeps for the backward: the conv output and the batch statistics.
+/// What the forward keeps for the backward: the conv output, the batch statistics and, with
+/// a pool, the batch-norm output and the pool's argmax.
 pub(crate) struct BlockSaved {
     pub conv_out: Vec<f32>,
     pub stats: BnStats,
+    pub pooled: Option<(Vec<f32>, Vec<u32>)>,
 }
 
 /// The stacked parameters split into `(bias, γ, β)`.
@@ -31,10 +34,18 @@ pub(crate) struct ConvBnTrainOp {
     pub padding: usize,
     pub eps: f64,
     pub relu: bool,
+    /// A max-pool `(kernel, stride)` after the batch norm, inside the op.
+    pub pool: Option<(usize, usize)>,
     pub saved: Arc<OnceLock<BlockSaved>>,
 }
 
 impl ConvBnTrainOp {
+    fn pool_geom(&self, g: &ConvGeom) -> Result<Option<PoolGeom>> {
+        self.pool
+            .map(|(k, s)| PoolGeom::new(&[g.n, g.co, g.ho, g.wo], k, s))
+            .transpose()
+    }
+
     /// `(bias, γ, β)` rows of the stacked parameters.
     fn split<'a>(&self, p: &'a [f32], co: usize) -> Result<BlockParams<'a>> {
         match p.len() / co.max(1) {
@@ -78,9 +89,21 @@ impl CustomOp3 for ConvBnTrainOp {
             self.eps,
             self.relu,
         );
+        let (out, shape, pooled) = match self.pool_geom(&g)? {
+            Some(pg) => {
+                let (yp, idx) = pool_fwd(&pg, &y, true);
+                let idx = idx.unwrap_or_default();
+                (yp, pg.out_shape(), Some((y, idx)))
+            }
+            None => (y, g.out_shape(), None),
+        };
         // A second forward of the same op object (not done by candle) would keep the first.
-        let _ = self.saved.set(BlockSaved { conv_out, stats });
-        Ok((CpuStorage::F32(y), g.out_shape()))
+        let _ = self.saved.set(BlockSaved {
+            conv_out,
+            stats,
+            pooled,
+        });
+        Ok((CpuStorage::F32(out), shape))
     }
 
     fn bwd(
@@ -106,10 +129,19 @@ impl CustomOp3 for ConvBnTrainOp {
         let pv = storage_slice(&ps, pl)?;
         let (bias, gamma, _) = self.split(pv, g.co)?;
         let dims = (g.n, g.co, g.p());
+        // With a pool inside, the batch norm's output and its gradient come from the pool.
+        let dbn_pooled;
+        let (bn_out, dbn) = match (&saved.pooled, self.pool_geom(&g)?) {
+            (Some((y, idx)), Some(pg)) => {
+                dbn_pooled = pool_bwd(&pg, storage_slice(&gs, gl)?, idx);
+                (&y[..], &dbn_pooled[..])
+            }
+            _ => (storage_slice(&ys, yl)?, storage_slice(&gs, gl)?),
+        };
         let (dconv, dgamma, dbeta) = bn_train_bwd(
             &saved.conv_out,
-            storage_slice(&ys, yl)?,
-            storage_slice(&gs, gl)?,
+            bn_out,
+            dbn,
             dims,
             gamma,
             &saved.stats,

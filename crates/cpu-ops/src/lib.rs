@@ -155,13 +155,76 @@ pub fn conv_bn_train(
     eps: f64,
     relu: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    conv_bn_block(
+        x, weight, bias, gamma, beta, stride, padding, eps, relu, None,
+    )
+}
+
+/// [`conv_bn_train`] followed by [`max_pool2d`] (`kernel`, `stride`) inside the same op, so
+/// that the batch-norm output is not a node of candle's graph either (its gradient buffer,
+/// the largest of the layer, is never allocated). Returns `(pooled, batch_mean,
+/// batch_var_biased)`.
+///
+/// ```
+/// use candle_core::{DType, Device, Var};
+/// # fn main() -> candle_core::Result<()> {
+/// let dev = Device::Cpu;
+/// let x = Var::randn(0f32, 1.0, (2, 3, 8, 8), &dev)?;
+/// let w = Var::randn(0f32, 0.2, (4, 3, 3, 3), &dev)?;
+/// let (gamma, beta) = (Var::ones(4, DType::F32, &dev)?, Var::zeros(4, DType::F32, &dev)?);
+/// let (y, _, _) = cpu_ops::conv_bn_pool_train(&x, &w, None, &gamma, &beta, 1, 1, 1e-5, true, 2, 2)?;
+/// assert_eq!(y.dims(), &[2, 4, 4, 4]);
+/// let (y2, _, _) = cpu_ops::conv_bn_train(&x, &w, None, &gamma, &beta, 1, 1, 1e-5, true)?;
+/// let y2 = cpu_ops::max_pool2d(&y2, 2, 2)?;
+/// assert!((&y - &y2)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
+/// # Ok(())
+/// # }
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn conv_bn_pool_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    gamma: &Tensor,
+    beta: &Tensor,
+    stride: usize,
+    padding: usize,
+    eps: f64,
+    relu: bool,
+    pool_kernel: usize,
+    pool_stride: usize,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let pool = Some((pool_kernel, pool_stride));
+    conv_bn_block(
+        x, weight, bias, gamma, beta, stride, padding, eps, relu, pool,
+    )
+}
+
+/// [`conv_bn_train`] with an optional max-pool inside.
+#[allow(clippy::too_many_arguments)]
+fn conv_bn_block(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    gamma: &Tensor,
+    beta: &Tensor,
+    stride: usize,
+    padding: usize,
+    eps: f64,
+    relu: bool,
+    pool: Option<(usize, usize)>,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let (co, _, _, _) = dims4(weight, "conv_bn_train weight")?;
     check_vec(gamma, co, "conv_bn_train gamma")?;
     check_vec(beta, co, "conv_bn_train beta")?;
     let all_fast = fast(&[x, weight, gamma, beta]) && bias.is_none_or(|b| fast(&[b]));
     if !all_fast {
         let y = conv2d(x, weight, bias, stride, padding)?;
-        return batch_norm_train(&y, gamma, beta, eps, relu);
+        let (y, mean, var) = batch_norm_train(&y, gamma, beta, eps, relu)?;
+        return match pool {
+            Some((k, s)) => Ok((max_pool2d(&y, k, s)?, mean, var)),
+            None => Ok((y, mean, var)),
+        };
     }
     let (_, ci, _, _) = dims4(x, "conv_bn_train input")?;
     let (_, wci, kh, kw) = dims4(weight, "conv_bn_train weight")?;
@@ -186,6 +249,7 @@ pub fn conv_bn_train(
         padding,
         eps,
         relu,
+        pool,
         saved: saved.clone(),
     };
     let y = x

@@ -270,6 +270,38 @@ proptest! {
         }
     }
 
+    /// The training block with its max-pool inside gives the composition conv → BN → pool:
+    /// output, statistics and all gradients (2×2/2 as the models use it, and 3×3/2 with
+    /// overlapping windows and odd sizes).
+    #[test]
+    fn conv_bn_pool_train_matches_composition(
+        n in 1usize..=3, ci in 1usize..=3, co in 1usize..=4, hw in 3usize..=9,
+        (pk, ps) in prop_oneof![Just((2usize, 2usize)), Just((3, 2)), Just((2, 1))],
+        bias in any::<bool>(), relu in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let x = rand_var(seed, &[n, ci, hw, hw]);
+        let w = rand_var(seed + 1, &[co, ci, 3, 3]);
+        let b = rand_var(seed + 2, &[co]);
+        let gamma = rand_var(seed + 3, &[co]);
+        let beta = rand_var(seed + 4, &[co]);
+        let bt = bias.then(|| b.as_tensor());
+        let (ga, be) = (gamma.as_tensor(), beta.as_tensor());
+        let (y, mean, var) = cpu_ops::conv_bn_pool_train(x.as_tensor(), w.as_tensor(), bt, ga, be, 1, 1, 1e-5, relu, pk, ps).unwrap();
+        let (y2, mean2, var2) = cpu_ops::conv_bn_train(x.as_tensor(), w.as_tensor(), bt, ga, be, 1, 1, 1e-5, relu).unwrap();
+        let y2 = cpu_ops::max_pool2d(&y2, pk, ps).unwrap();
+        assert_close(&y, &y2, "pooled block forward");
+        assert_close(&mean, &mean2, "pooled block mean");
+        assert_close(&var, &var2, "pooled block var");
+        let g1 = loss(&y, seed + 5).unwrap().backward().unwrap();
+        let g2 = loss(&y2, seed + 5).unwrap().backward().unwrap();
+        for (v, what) in [(&x, "x"), (&w, "w"), (&gamma, "gamma"), (&beta, "beta")] {
+            assert_close(&grad(&g1, v, what), &grad(&g2, v, what), &format!("pooled block d{what}"));
+        }
+        if bias {
+            assert_close(&grad(&g1, &b, "bias"), &grad(&g2, &b, "bias"), "pooled block dbias");
+        }
+    }
+
     /// The fused eval block (GradSplitter's masked forward, and inference) gives the
     /// composition's output and the gradients of x, w and the mask; without anything to
     /// differentiate it runs in place and still gives the same output.
