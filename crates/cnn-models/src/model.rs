@@ -344,15 +344,13 @@ impl<'a> Walk<'a, '_> {
                                 }
                                 _ => None,
                             };
-                            let (out, mean, var) = if let Some((k, s)) = pool {
-                                layers.next();
-                                cpu_ops::conv_bn_pool_train(
-                                    &x, w, b, gamma, beta, c.stride, c.padding, BN_EPS, c.relu, k,
-                                    s,
-                                )?
-                            } else if fused_bn {
+                            let (out, mean, var) = if fused_bn {
+                                if pool.is_some() {
+                                    layers.next();
+                                }
                                 cpu_ops::conv_bn_train(
                                     &x, w, b, gamma, beta, c.stride, c.padding, BN_EPS, c.relu,
+                                    pool,
                                 )?
                             } else {
                                 ops::batch_norm_train(ops, &y, gamma, beta, BN_EPS, c.relu)?

@@ -116,13 +116,14 @@ pub fn conv2d(
     }
 }
 
-/// Training-mode conv2d → batch norm (→ ReLU) as one op: the same result and gradients as
-/// [`conv2d`] followed by [`batch_norm_train`], without the conv output as a node of candle's
+/// Training-mode conv2d → batch norm (→ ReLU) (→ max-pool) as one op: the same result and
+/// gradients as [`conv2d`] followed by [`batch_norm_train`] (and [`max_pool2d`] with
+/// `pool = Some((kernel, stride))`), without the intermediate tensors as nodes of candle's
 /// graph (candle gives each node's gradient a zero-filled buffer and an extra addition pass,
-/// single-threaded; here the batch-norm backward feeds the conv backward directly).
+/// single-threaded; here the pool and batch-norm backwards feed the conv backward directly).
 ///
-/// Returns `(y, batch_mean, batch_var_biased)` like [`batch_norm_train`]. Gradients flow to
-/// `x`, `weight`, `bias`, `gamma` and `beta`, each only if it tracks.
+/// Returns `(y, batch_mean, batch_var_biased)` like [`batch_norm_train`], `y` pooled if asked.
+/// Gradients flow to `x`, `weight`, `bias`, `gamma` and `beta`, each only if it tracks.
 ///
 /// ```
 /// use candle_core::{DType, Device, Var};
@@ -132,7 +133,7 @@ pub fn conv2d(
 /// let w = Var::randn(0f32, 0.2, (4, 3, 3, 3), &dev)?;
 /// let (gamma, beta) = (Var::ones(4, DType::F32, &dev)?, Var::zeros(4, DType::F32, &dev)?);
 /// let (y, mean, _var) =
-///     cpu_ops::conv_bn_train(&x, &w, None, &gamma, &beta, 1, 1, 1e-5, true)?;
+///     cpu_ops::conv_bn_train(&x, &w, None, &gamma, &beta, 1, 1, 1e-5, true, None)?;
 /// let conv = cpu_ops::conv2d(&x, &w, None, 1, 1)?;
 /// let (y2, mean2, _) = cpu_ops::batch_norm_train(&conv, &gamma, &beta, 1e-5, true)?;
 /// let diff = (&y - &y2)?.abs()?.max_all()?.to_scalar::<f32>()?;
@@ -140,69 +141,18 @@ pub fn conv2d(
 /// let grads = y.sum_all()?.backward()?;
 /// assert!(grads.get(&w).is_some() && grads.get(&gamma).is_some());
 /// # let _ = (mean, mean2);
+///
+/// // With the 2×2 pool inside:
+/// let (yp, _, _) =
+///     cpu_ops::conv_bn_train(&x, &w, None, &gamma, &beta, 1, 1, 1e-5, true, Some((2, 2)))?;
+/// assert_eq!(yp.dims(), &[2, 4, 3, 3]);
+/// let diff = (&yp - cpu_ops::max_pool2d(&y, 2, 2)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+/// assert!(diff < 1e-5);
 /// # Ok(())
 /// # }
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn conv_bn_train(
-    x: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    gamma: &Tensor,
-    beta: &Tensor,
-    stride: usize,
-    padding: usize,
-    eps: f64,
-    relu: bool,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    conv_bn_block(
-        x, weight, bias, gamma, beta, stride, padding, eps, relu, None,
-    )
-}
-
-/// [`conv_bn_train`] followed by [`max_pool2d`] (`kernel`, `stride`) inside the same op, so
-/// that the batch-norm output is not a node of candle's graph either (its gradient buffer,
-/// the largest of the layer, is never allocated). Returns `(pooled, batch_mean,
-/// batch_var_biased)`.
-///
-/// ```
-/// use candle_core::{DType, Device, Var};
-/// # fn main() -> candle_core::Result<()> {
-/// let dev = Device::Cpu;
-/// let x = Var::randn(0f32, 1.0, (2, 3, 8, 8), &dev)?;
-/// let w = Var::randn(0f32, 0.2, (4, 3, 3, 3), &dev)?;
-/// let (gamma, beta) = (Var::ones(4, DType::F32, &dev)?, Var::zeros(4, DType::F32, &dev)?);
-/// let (y, _, _) = cpu_ops::conv_bn_pool_train(&x, &w, None, &gamma, &beta, 1, 1, 1e-5, true, 2, 2)?;
-/// assert_eq!(y.dims(), &[2, 4, 4, 4]);
-/// let (y2, _, _) = cpu_ops::conv_bn_train(&x, &w, None, &gamma, &beta, 1, 1, 1e-5, true)?;
-/// let y2 = cpu_ops::max_pool2d(&y2, 2, 2)?;
-/// assert!((&y - &y2)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
-/// # Ok(())
-/// # }
-/// ```
-#[allow(clippy::too_many_arguments)]
-pub fn conv_bn_pool_train(
-    x: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    gamma: &Tensor,
-    beta: &Tensor,
-    stride: usize,
-    padding: usize,
-    eps: f64,
-    relu: bool,
-    pool_kernel: usize,
-    pool_stride: usize,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    let pool = Some((pool_kernel, pool_stride));
-    conv_bn_block(
-        x, weight, bias, gamma, beta, stride, padding, eps, relu, pool,
-    )
-}
-
-/// [`conv_bn_train`] with an optional max-pool inside.
-#[allow(clippy::too_many_arguments)]
-fn conv_bn_block(
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,

@@ -254,7 +254,7 @@ proptest! {
         let (ga, be) = (gamma.as_tensor(), beta.as_tensor());
         let ho = (hw + 2 * pad - k) / stride + 1;
         prop_assume!(n * ho * ho >= 2);
-        let (y, mean, var) = cpu_ops::conv_bn_train(x.as_tensor(), w.as_tensor(), bt, ga, be, stride, pad, 1e-5, relu).unwrap();
+        let (y, mean, var) = cpu_ops::conv_bn_train(x.as_tensor(), w.as_tensor(), bt, ga, be, stride, pad, 1e-5, relu, None).unwrap();
         let conv = cpu_ops::conv2d(x.as_tensor(), w.as_tensor(), bt, stride, pad).unwrap();
         let (y2, mean2, var2) = cpu_ops::batch_norm_train(&conv, ga, be, 1e-5, relu).unwrap();
         assert_close(&y, &y2, "fused forward");
@@ -274,7 +274,7 @@ proptest! {
     /// output, statistics and all gradients (2×2/2 as the models use it, and 3×3/2 with
     /// overlapping windows and odd sizes).
     #[test]
-    fn conv_bn_pool_train_matches_composition(
+    fn conv_bn_train_with_pool_matches_composition(
         n in 1usize..=3, ci in 1usize..=3, co in 1usize..=4, hw in 3usize..=9,
         (pk, ps) in prop_oneof![Just((2usize, 2usize)), Just((3, 2)), Just((2, 1))],
         bias in any::<bool>(), relu in any::<bool>(), seed in any::<u64>(),
@@ -286,8 +286,8 @@ proptest! {
         let beta = rand_var(seed + 4, &[co]);
         let bt = bias.then(|| b.as_tensor());
         let (ga, be) = (gamma.as_tensor(), beta.as_tensor());
-        let (y, mean, var) = cpu_ops::conv_bn_pool_train(x.as_tensor(), w.as_tensor(), bt, ga, be, 1, 1, 1e-5, relu, pk, ps).unwrap();
-        let (y2, mean2, var2) = cpu_ops::conv_bn_train(x.as_tensor(), w.as_tensor(), bt, ga, be, 1, 1, 1e-5, relu).unwrap();
+        let (y, mean, var) = cpu_ops::conv_bn_train(x.as_tensor(), w.as_tensor(), bt, ga, be, 1, 1, 1e-5, relu, Some((pk, ps))).unwrap();
+        let (y2, mean2, var2) = cpu_ops::conv_bn_train(x.as_tensor(), w.as_tensor(), bt, ga, be, 1, 1, 1e-5, relu, None).unwrap();
         let y2 = cpu_ops::max_pool2d(&y2, pk, ps).unwrap();
         assert_close(&y, &y2, "pooled block forward");
         assert_close(&mean, &mean2, "pooled block mean");
