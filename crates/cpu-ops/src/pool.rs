@@ -107,7 +107,7 @@ pub(crate) fn pool_fwd(g: &PoolGeom, x: &[f32], need_argmax: bool) -> (Vec<f32>,
                         for ky in 0..k {
                             let row = base + ky * w;
                             for (kx, &v) in xp[row..row + k].iter().enumerate() {
-                                if v > best || (v.is_nan() && !best.is_nan()) {
+                                if crate::rows::beats(v, best) {
                                     best = v;
                                     bi = row + kx;
                                 }

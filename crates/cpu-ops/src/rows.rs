@@ -307,7 +307,7 @@ dispatched! {
 
 /// Whether `v` replaces `best` as a window's maximum: larger, or the first NaN.
 #[inline(always)]
-fn beats(v: f32, best: f32) -> bool {
+pub(crate) fn beats(v: f32, best: f32) -> bool {
     // Non-short-circuit `|`/`&`: no branch, so the callers' lane loops vectorise.
     (v > best) | (v.is_nan() & !best.is_nan())
 }
