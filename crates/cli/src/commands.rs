@@ -9,7 +9,8 @@ use cnn_data::{Augment, DatasetKind, DatasetSpec, DatasetSplits, ImageSet, Input
 use cnn_models::files::{atomic_write, ModelMeta};
 use cnn_models::metrics::{argmax_rows, Evaluation};
 use cnn_models::train::DataSplit;
-use cnn_models::{presets, Model, ModelSpec, TrainConfig};
+use cnn_models::training_run::{train_and_save, TrainRun};
+use cnn_models::{presets, ModelSpec, TrainConfig};
 use serde_json::json;
 
 use crate::args::*;
@@ -196,7 +197,6 @@ fn train_model(g: &Global, a: &TrainArgs) -> Result<serde_json::Value> {
             limit: a.limit,
         },
     };
-    let (train_idx, val_idx) = split.indices(&data.train, a.seed)?;
     let cfg = TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -215,15 +215,24 @@ fn train_model(g: &Global, a: &TrainArgs) -> Result<serde_json::Value> {
             a.out.display()
         );
     }
-    // temp files of a run that was killed mid-write are never read; clear them away
-    cnn_models::files::remove_stale_temp_files(&a.out, 1)?;
-    let mut model = Model::init(spec.clone(), a.seed, &dev)?;
-    model.set_ops(ops_for(g, &dev));
+    let run = TrainRun {
+        spec,
+        dataset: dspec.to_string(),
+        data: &data,
+        format,
+        split,
+        config: cfg,
+        out: &a.out,
+        resume: a.resume,
+        ops: ops_for(g, &dev),
+        device: &dev,
+    };
     if !g.quiet {
-        let an = model.analysis();
+        let an = run.spec.analyse()?;
+        let (train_idx, val_idx) = run.parts()?;
         eprintln!(
             "training {} (width {}, {} params, {} kernels) on {}: {} train / {} val images, {} epochs",
-            spec.name,
+            run.spec.name,
             a.arch.width,
             an.params(),
             an.total_kernels(),
@@ -233,59 +242,26 @@ fn train_model(g: &Global, a: &TrainArgs) -> Result<serde_json::Value> {
             a.epochs
         );
     }
-    let tdata = cnn_models::TrainData {
-        set: &data.train,
-        train: train_idx,
-        val: val_idx,
-        format: format.clone(),
-    };
-    let ckpt = a.out.join("checkpoint");
     let mut progress = TrainProgress::new(g.quiet);
-    let started = Instant::now();
-    let report = cnn_models::train(&mut model, &tdata, &cfg, Some(&ckpt), a.resume, &mut |e| {
-        progress.event(e)
-    })?;
-    let train_seconds = started.elapsed().as_secs_f64();
-    let all_test: Vec<usize> = (0..data.test.len()).collect();
-    let test = cnn_models::evaluate(&model, &data.test, &all_test, &format, 256)?;
-    let mut meta = ModelMeta::new(
-        spec.clone(),
-        format,
-        dspec.to_string(),
-        data.train.class_names.clone(),
-    );
-    meta.seed = Some(a.seed);
-    meta.training = Some(json!({
-        "config": cfg,
-        "split": split,
-        "records": report.records,
-        "best_epoch": report.best_epoch,
-        "seconds": train_seconds,
-        "ops": model.ops(),
-    }));
-    meta.metrics = Some(json!({
-        "val_accuracy": report.best_val_accuracy,
-        "test_accuracy": test.accuracy,
-        "test_images": test.samples,
-    }));
-    let sha = cnn_models::save_model(&a.out, &model, &meta)?;
+    let trained = train_and_save(&run, &mut |e| progress.event(e))?;
+    let an = trained.model.analysis();
     Ok(json!({
         "model": a.out,
-        "arch": spec.name,
+        "arch": run.spec.name,
         "width": a.arch.width,
-        "params": model.analysis().params(),
-        "kernels": model.analysis().total_kernels(),
-        "macs": model.analysis().macs(),
-        "train_images": tdata.train.len(),
-        "val_images": tdata.val.len(),
-        "epochs": report.records,
-        "best_epoch": report.best_epoch,
-        "best_val_accuracy": report.best_val_accuracy,
-        "test_accuracy": test.accuracy,
-        "test_images": test.samples,
-        "test_per_class": test.per_class,
-        "train_seconds": train_seconds,
-        "weights_sha256": sha,
+        "params": an.params(),
+        "kernels": an.total_kernels(),
+        "macs": an.macs(),
+        "train_images": trained.train_images,
+        "val_images": trained.val_images,
+        "epochs": trained.report.records,
+        "best_epoch": trained.report.best_epoch,
+        "best_val_accuracy": trained.report.best_val_accuracy,
+        "test_accuracy": trained.test.accuracy,
+        "test_images": trained.test.samples,
+        "test_per_class": trained.test.per_class,
+        "train_seconds": trained.train_seconds,
+        "weights_sha256": trained.weights_sha256,
     }))
 }
 

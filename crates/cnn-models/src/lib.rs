@@ -20,6 +20,7 @@
 //! assert_eq!(model.tensors().len(), analysis.tensor_shapes().len());
 //! ```
 
+pub mod analysis;
 pub mod error;
 pub mod evaluate;
 pub mod extract;
@@ -31,6 +32,7 @@ pub mod ops;
 pub mod presets;
 pub mod spec;
 pub mod train;
+pub mod training_run;
 pub mod weights;
 
 pub use error::{ModelError, Result};

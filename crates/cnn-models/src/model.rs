@@ -301,20 +301,17 @@ impl<'a> Walk<'a, '_> {
                     // Evaluation with BN: conv → BN (→ ReLU) (→ mask) as one fused op on the
                     // fast path (inference and GradSplitter's masked forward).
                     if let (Some(bn), false, OpsBackend::Fast) = (&c.bn, self.opts.train, ops) {
-                        let y = cpu_ops::conv_bn_eval(
-                            &x,
-                            w,
-                            b,
-                            self.t(&format!("{bn}.weight"))?,
-                            self.t(&format!("{bn}.bias"))?,
-                            self.t(&format!("{bn}.running_mean"))?,
-                            self.t(&format!("{bn}.running_var"))?,
-                            c.stride,
-                            c.padding,
-                            BN_EPS,
-                            c.relu,
-                            mask,
-                        )?;
+                        let params = cpu_ops::ConvBnParams {
+                            weight: w,
+                            bias: b,
+                            gamma: self.t(&format!("{bn}.weight"))?,
+                            beta: self.t(&format!("{bn}.bias"))?,
+                        };
+                        let stats = cpu_ops::RunningStats {
+                            mean: self.t(&format!("{bn}.running_mean"))?,
+                            var: self.t(&format!("{bn}.running_var"))?,
+                        };
+                        let y = cpu_ops::conv_bn_eval(&x, &params, &stats, &block_config(c), mask)?;
                         self.record_activity(&y)?;
                         x = y;
                         continue;
@@ -348,10 +345,13 @@ impl<'a> Walk<'a, '_> {
                                 if pool.is_some() {
                                     layers.next();
                                 }
-                                cpu_ops::conv_bn_train(
-                                    &x, w, b, gamma, beta, c.stride, c.padding, BN_EPS, c.relu,
-                                    pool,
-                                )?
+                                let params = cpu_ops::ConvBnParams {
+                                    weight: w,
+                                    bias: b,
+                                    gamma,
+                                    beta,
+                                };
+                                cpu_ops::conv_bn_train(&x, &params, &block_config(c), pool)?
                             } else {
                                 ops::batch_norm_train(ops, &y, gamma, beta, BN_EPS, c.relu)?
                             };
@@ -447,6 +447,16 @@ impl<'a> Walk<'a, '_> {
             };
         }
         Ok(x)
+    }
+}
+
+/// The fused conv → batch-norm op's settings for one conv of a spec.
+fn block_config(c: &crate::spec::ConvSpec) -> cpu_ops::ConvBnConfig {
+    cpu_ops::ConvBnConfig {
+        stride: c.stride,
+        padding: c.padding,
+        eps: BN_EPS,
+        relu: c.relu,
     }
 }
 

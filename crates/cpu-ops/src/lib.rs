@@ -116,6 +116,72 @@ pub fn conv2d(
     }
 }
 
+/// The learned tensors of a conv → batch-norm block, borrowed for one call of
+/// [`conv_bn_train`] or [`conv_bn_eval`].
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// # fn main() -> candle_core::Result<()> {
+/// let dev = Device::Cpu;
+/// let w = Tensor::zeros((4, 3, 3, 3), DType::F32, &dev)?;
+/// let (gamma, beta) = (Tensor::ones(4, DType::F32, &dev)?, Tensor::zeros(4, DType::F32, &dev)?);
+/// let params = cpu_ops::ConvBnParams { weight: &w, bias: None, gamma: &gamma, beta: &beta };
+/// assert_eq!(params.weight.dims(), &[4, 3, 3, 3]);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct ConvBnParams<'a> {
+    /// Conv weight `[Co, Ci, K, K]`.
+    pub weight: &'a Tensor,
+    /// Conv bias `[Co]`, if the conv has one.
+    pub bias: Option<&'a Tensor>,
+    /// Batch-norm scale `[Co]`.
+    pub gamma: &'a Tensor,
+    /// Batch-norm shift `[Co]`.
+    pub beta: &'a Tensor,
+}
+
+/// A batch norm's running statistics `[Co]`, used by [`conv_bn_eval`].
+#[derive(Clone, Copy, Debug)]
+pub struct RunningStats<'a> {
+    /// Running mean.
+    pub mean: &'a Tensor,
+    /// Running (unbiased) variance.
+    pub var: &'a Tensor,
+}
+
+/// The fixed settings of a conv → batch-norm (→ ReLU) block.
+///
+/// The default is stride 1, no padding, ε = 1e-5 (PyTorch's), no ReLU.
+///
+/// ```
+/// let cfg = cpu_ops::ConvBnConfig { padding: 1, relu: true, ..Default::default() };
+/// assert_eq!((cfg.stride, cfg.eps), (1, 1e-5));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvBnConfig {
+    /// Conv stride (≥ 1).
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+    /// Batch-norm ε.
+    pub eps: f64,
+    /// Apply a ReLU after the batch norm.
+    pub relu: bool,
+}
+
+impl Default for ConvBnConfig {
+    fn default() -> Self {
+        Self {
+            stride: 1,
+            padding: 0,
+            eps: 1e-5,
+            relu: false,
+        }
+    }
+}
+
 /// Training-mode conv2d → batch norm (→ ReLU) (→ max-pool) as one op: the same result and
 /// gradients as [`conv2d`] followed by [`batch_norm_train`] (and [`max_pool2d`] with
 /// `pool = Some((kernel, stride))`), without the intermediate tensors as nodes of candle's
@@ -127,13 +193,15 @@ pub fn conv2d(
 ///
 /// ```
 /// use candle_core::{DType, Device, Var};
+/// use cpu_ops::{ConvBnConfig, ConvBnParams};
 /// # fn main() -> candle_core::Result<()> {
 /// let dev = Device::Cpu;
 /// let x = Var::randn(0f32, 1.0, (2, 3, 6, 6), &dev)?;
 /// let w = Var::randn(0f32, 0.2, (4, 3, 3, 3), &dev)?;
 /// let (gamma, beta) = (Var::ones(4, DType::F32, &dev)?, Var::zeros(4, DType::F32, &dev)?);
-/// let (y, mean, _var) =
-///     cpu_ops::conv_bn_train(&x, &w, None, &gamma, &beta, 1, 1, 1e-5, true, None)?;
+/// let params = ConvBnParams { weight: &w, bias: None, gamma: &gamma, beta: &beta };
+/// let cfg = ConvBnConfig { padding: 1, relu: true, ..Default::default() };
+/// let (y, mean, _var) = cpu_ops::conv_bn_train(&x, &params, &cfg, None)?;
 /// let conv = cpu_ops::conv2d(&x, &w, None, 1, 1)?;
 /// let (y2, mean2, _) = cpu_ops::batch_norm_train(&conv, &gamma, &beta, 1e-5, true)?;
 /// let diff = (&y - &y2)?.abs()?.max_all()?.to_scalar::<f32>()?;
@@ -143,27 +211,31 @@ pub fn conv2d(
 /// # let _ = (mean, mean2);
 ///
 /// // With the 2×2 pool inside:
-/// let (yp, _, _) =
-///     cpu_ops::conv_bn_train(&x, &w, None, &gamma, &beta, 1, 1, 1e-5, true, Some((2, 2)))?;
+/// let (yp, _, _) = cpu_ops::conv_bn_train(&x, &params, &cfg, Some((2, 2)))?;
 /// assert_eq!(yp.dims(), &[2, 4, 3, 3]);
 /// let diff = (&yp - cpu_ops::max_pool2d(&y, 2, 2)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
 /// assert!(diff < 1e-5);
 /// # Ok(())
 /// # }
 /// ```
-#[allow(clippy::too_many_arguments)]
 pub fn conv_bn_train(
     x: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    gamma: &Tensor,
-    beta: &Tensor,
-    stride: usize,
-    padding: usize,
-    eps: f64,
-    relu: bool,
+    params: &ConvBnParams<'_>,
+    cfg: &ConvBnConfig,
     pool: Option<(usize, usize)>,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    let ConvBnParams {
+        weight,
+        bias,
+        gamma,
+        beta,
+    } = *params;
+    let ConvBnConfig {
+        stride,
+        padding,
+        eps,
+        relu,
+    } = *cfg;
     let (co, _, _, _) = dims4(weight, "conv_bn_train weight")?;
     check_vec(gamma, co, "conv_bn_train gamma")?;
     check_vec(beta, co, "conv_bn_train beta")?;
@@ -226,6 +298,7 @@ pub fn conv_bn_train(
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor, Var};
+/// use cpu_ops::{ConvBnConfig, ConvBnParams, RunningStats};
 /// # fn main() -> candle_core::Result<()> {
 /// let dev = Device::Cpu;
 /// let x = Var::randn(0f32, 1.0, (4, 3, 6, 6), &dev)?;
@@ -233,28 +306,39 @@ pub fn conv_bn_train(
 /// let (gamma, beta) = (Tensor::ones(5, DType::F32, &dev)?, Tensor::zeros(5, DType::F32, &dev)?);
 /// let (rm, rv) = (Tensor::zeros(5, DType::F32, &dev)?, Tensor::ones(5, DType::F32, &dev)?);
 /// let mask = Var::ones((2, 5), DType::F32, &dev)?; // 2 modules × 2 images
-/// let y = cpu_ops::conv_bn_eval(&x, &w, None, &gamma, &beta, &rm, &rv, 1, 1, 1e-5, true, Some(&mask))?;
+/// let params = ConvBnParams { weight: &w, bias: None, gamma: &gamma, beta: &beta };
+/// let stats = RunningStats { mean: &rm, var: &rv };
+/// let cfg = ConvBnConfig { padding: 1, relu: true, ..Default::default() };
+/// let y = cpu_ops::conv_bn_eval(&x, &params, &stats, &cfg, Some(&mask))?;
 /// assert_eq!(y.dims(), &[4, 5, 6, 6]);
 /// let grads = y.sum_all()?.backward()?;
 /// assert!(grads.get(&mask).is_some() && grads.get(&x).is_some() && grads.get(&w).is_none());
 /// # Ok(())
 /// # }
 /// ```
-#[allow(clippy::too_many_arguments)]
 pub fn conv_bn_eval(
     x: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    gamma: &Tensor,
-    beta: &Tensor,
-    running_mean: &Tensor,
-    running_var: &Tensor,
-    stride: usize,
-    padding: usize,
-    eps: f64,
-    relu: bool,
+    params: &ConvBnParams<'_>,
+    stats: &RunningStats<'_>,
+    cfg: &ConvBnConfig,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
+    let ConvBnParams {
+        weight,
+        bias,
+        gamma,
+        beta,
+    } = *params;
+    let RunningStats {
+        mean: running_mean,
+        var: running_var,
+    } = *stats;
+    let ConvBnConfig {
+        stride,
+        padding,
+        eps,
+        relu,
+    } = *cfg;
     let (co, _, _, _) = dims4(weight, "conv_bn_eval weight")?;
     for (t, what) in [
         (gamma, "gamma"),

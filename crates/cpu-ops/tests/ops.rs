@@ -254,7 +254,9 @@ proptest! {
         let (ga, be) = (gamma.as_tensor(), beta.as_tensor());
         let ho = (hw + 2 * pad - k) / stride + 1;
         prop_assume!(n * ho * ho >= 2);
-        let (y, mean, var) = cpu_ops::conv_bn_train(x.as_tensor(), w.as_tensor(), bt, ga, be, stride, pad, 1e-5, relu, None).unwrap();
+        let params = cpu_ops::ConvBnParams { weight: w.as_tensor(), bias: bt, gamma: ga, beta: be };
+        let cfg = cpu_ops::ConvBnConfig { stride, padding: pad, eps: 1e-5, relu };
+        let (y, mean, var) = cpu_ops::conv_bn_train(x.as_tensor(), &params, &cfg, None).unwrap();
         let conv = cpu_ops::conv2d(x.as_tensor(), w.as_tensor(), bt, stride, pad).unwrap();
         let (y2, mean2, var2) = cpu_ops::batch_norm_train(&conv, ga, be, 1e-5, relu).unwrap();
         assert_close(&y, &y2, "fused forward");
@@ -286,8 +288,10 @@ proptest! {
         let beta = rand_var(seed + 4, &[co]);
         let bt = bias.then(|| b.as_tensor());
         let (ga, be) = (gamma.as_tensor(), beta.as_tensor());
-        let (y, mean, var) = cpu_ops::conv_bn_train(x.as_tensor(), w.as_tensor(), bt, ga, be, 1, 1, 1e-5, relu, Some((pk, ps))).unwrap();
-        let (y2, mean2, var2) = cpu_ops::conv_bn_train(x.as_tensor(), w.as_tensor(), bt, ga, be, 1, 1, 1e-5, relu, None).unwrap();
+        let params = cpu_ops::ConvBnParams { weight: w.as_tensor(), bias: bt, gamma: ga, beta: be };
+        let cfg = cpu_ops::ConvBnConfig { stride: 1, padding: 1, eps: 1e-5, relu };
+        let (y, mean, var) = cpu_ops::conv_bn_train(x.as_tensor(), &params, &cfg, Some((pk, ps))).unwrap();
+        let (y2, mean2, var2) = cpu_ops::conv_bn_train(x.as_tensor(), &params, &cfg, None).unwrap();
         let y2 = cpu_ops::max_pool2d(&y2, pk, ps).unwrap();
         assert_close(&y, &y2, "pooled block forward");
         assert_close(&mean, &mean2, "pooled block mean");
@@ -323,7 +327,10 @@ proptest! {
         let rv = (rand_tensor(seed + 6, &[co]).abs().unwrap() + 0.5).unwrap();
         let mask = rand_var(seed + 7, &[gm, co]);
         let (bias_t, mask_t) = (bias.then_some(&bt), masked.then(|| mask.as_tensor()));
-        let y = cpu_ops::conv_bn_eval(x.as_tensor(), w.as_tensor(), bias_t, &gamma, &beta, &rm, &rv, stride, pad, 1e-5, relu, mask_t).unwrap();
+        let params = cpu_ops::ConvBnParams { weight: w.as_tensor(), bias: bias_t, gamma: &gamma, beta: &beta };
+        let stats = cpu_ops::RunningStats { mean: &rm, var: &rv };
+        let cfg = cpu_ops::ConvBnConfig { stride, padding: pad, eps: 1e-5, relu };
+        let y = cpu_ops::conv_bn_eval(x.as_tensor(), &params, &stats, &cfg, mask_t).unwrap();
         let conv = cpu_ops::conv2d(x.as_tensor(), w.as_tensor(), bias_t, stride, pad).unwrap();
         let mut y2 = cpu_ops::batch_norm_eval(&conv, &gamma, &beta, &rm, &rv, 1e-5, relu).unwrap();
         if let Some(m) = mask_t {
@@ -337,7 +344,9 @@ proptest! {
         if masked {
             assert_close(&grad(&g1, &mask, "mask"), &grad(&g2, &mask, "mask"), "fused eval dmask");
         }
-        let plain = cpu_ops::conv_bn_eval(&x.as_tensor().detach(), &w.as_tensor().detach(), bias_t, &gamma, &beta, &rm, &rv, stride, pad, 1e-5, relu, mask_t.map(|m| m.detach()).as_ref()).unwrap();
+        let w_plain = w.as_tensor().detach();
+        let plain_params = cpu_ops::ConvBnParams { weight: &w_plain, ..params };
+        let plain = cpu_ops::conv_bn_eval(&x.as_tensor().detach(), &plain_params, &stats, &cfg, mask_t.map(|m| m.detach()).as_ref()).unwrap();
         assert_close(&plain, &y2, "fused eval forward, nothing tracked");
     }
 
