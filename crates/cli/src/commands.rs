@@ -242,7 +242,11 @@ fn train_model(g: &Global, a: &TrainArgs) -> Result<serde_json::Value> {
     let ckpt = a.out.join("checkpoint");
     let mut progress = TrainProgress::new(g.quiet);
     let started = Instant::now();
-    let report = cnn_models::train(&mut model, &tdata, &cfg, Some(&ckpt), a.resume, &mut |e| {
+    let checkpointing = cnn_models::Checkpointing::In {
+        dir: &ckpt,
+        resume: cnn_models::Resume::continue_if(a.resume),
+    };
+    let report = cnn_models::train(&mut model, &tdata, &cfg, checkpointing, &mut |e| {
         progress.event(e)
     })?;
     let train_seconds = started.elapsed().as_secs_f64();
