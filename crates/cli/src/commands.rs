@@ -223,7 +223,7 @@ fn train_model(g: &Global, a: &TrainArgs) -> Result<serde_json::Value> {
         split,
         config: cfg,
         out: &a.out,
-        resume: a.resume,
+        resume: cnn_models::Resume::continue_if(a.resume),
         ops: ops_for(g, &dev),
         device: &dev,
     };

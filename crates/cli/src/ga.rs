@@ -195,8 +195,10 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> 
         &x,
         &labels,
         &cfg,
-        Some(&ckpt),
-        a.resume,
+        splitter_ga::Checkpointing::In {
+            dir: &ckpt,
+            resume: splitter_ga::Resume::continue_if(a.resume),
+        },
         &mut on_event,
     )?;
     if let Some(b) = pb.take() {

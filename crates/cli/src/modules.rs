@@ -197,8 +197,11 @@ fn decompose_grad(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> {
     };
     let started = Instant::now();
     let ckpt = a.out.join("checkpoint");
-    let result =
-        splitter_grad::grad_split(&model, &tdata, &cfg, Some(&ckpt), a.resume, &mut on_event)?;
+    let checkpointing = splitter_grad::Checkpointing::In {
+        dir: &ckpt,
+        resume: splitter_grad::Resume::continue_if(a.resume),
+    };
+    let result = splitter_grad::grad_split(&model, &tdata, &cfg, checkpointing, &mut on_event)?;
     let seconds = started.elapsed().as_secs_f64();
     let mut modules = Vec::new();
     for (c, name) in meta.class_names.iter().enumerate() {

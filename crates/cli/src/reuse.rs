@@ -710,9 +710,13 @@ fn train_scratch(
     }
     let mut progress = TrainProgress::new(g.quiet);
     let started = Instant::now();
-    let report = cnn_models::train(&mut model, &tdata, &cfg, None, false, &mut |e| {
-        progress.event(e)
-    })?;
+    let report = cnn_models::train(
+        &mut model,
+        &tdata,
+        &cfg,
+        cnn_models::Checkpointing::Off,
+        &mut |e| progress.event(e),
+    )?;
     let seconds = started.elapsed().as_secs_f64();
     let idx: Vec<usize> = (0..sets.test.len()).collect();
     let test = cnn_models::evaluate(&model, &sets.test, &idx, &format, a.batch_size)?;

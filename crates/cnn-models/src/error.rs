@@ -94,6 +94,9 @@ pub enum ModelError {
     /// Inputs that do not fit the model or each other.
     #[error("{0}")]
     Mismatch(String),
+    /// A resume found a checkpoint made with other settings, model or data.
+    #[error("{0}")]
+    DifferentRun(#[from] crate::checkpoint::DifferentRun),
     /// A data error.
     #[error(transparent)]
     Data(#[from] cnn_data::DataError),

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{ModelError, Result};
 use crate::model::Model;
@@ -174,12 +173,6 @@ pub fn check_version(
     ))
 }
 
-/// Lower-case hex SHA-256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Everything `model.json` records besides the weights.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ModelMeta {
@@ -252,7 +245,7 @@ pub fn save_model(dir: &Path, model: &Model, meta: &ModelMeta) -> Result<String>
         .map(|(b, _)| b.clone())
         .collect();
     let bytes = crate::weights::safetensors_bytes(model.tensors(), &bns)?;
-    let sha = sha256_hex(&bytes);
+    let sha = cnn_data::sha256_bytes(&bytes);
     let mut meta = meta.clone();
     meta.weights_sha256 = sha.clone();
     atomic_write(&dir.join(WEIGHTS_FILE), &bytes)?;
@@ -378,7 +371,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Model, ModelMeta)> {
     let meta = read_meta(&meta_path)?;
     let wpath = dir.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&wpath).map_err(|e| ModelError::io(&wpath, e))?;
-    let sha = sha256_hex(&bytes);
+    let sha = cnn_data::sha256_bytes(&bytes);
     if sha != meta.weights_sha256 {
         return Err(ModelError::bad(
             &wpath,

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod analysis;
+pub mod checkpoint;
 pub mod error;
 pub mod evaluate;
 pub mod extract;
@@ -35,6 +36,7 @@ pub mod train;
 pub mod training_run;
 pub mod weights;
 
+pub use checkpoint::{Checkpointing, Resume};
 pub use error::{ModelError, Result};
 pub use evaluate::{evaluate, predict};
 pub use files::{load_model, save_model, ModelMeta};

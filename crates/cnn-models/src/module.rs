@@ -34,8 +34,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::extract::{extract_module, KernelMask};
-use crate::files::{atomic_write, sha256_hex};
+use crate::files::atomic_write;
 use crate::{Model, ModelSpec};
+use cnn_data::sha256_bytes;
 
 /// Names of the four head tensors, in PyTorch's `module_head` order.
 pub const HEAD_KEYS: [&str; 4] = ["0.weight", "0.bias", "2.weight", "2.bias"];
@@ -291,7 +292,7 @@ pub fn save_module(dir: &Path, module: &Module) -> Result<String> {
         .map(|(b, _)| b.clone())
         .collect();
     let bytes = crate::weights::safetensors_bytes(&all, &bns)?;
-    let sha = sha256_hex(&bytes);
+    let sha = sha256_bytes(&bytes);
     let mut meta = module.meta.clone();
     meta.weights_sha256 = sha.clone();
     meta.spec = module.model.spec().clone();
@@ -370,7 +371,7 @@ pub fn load_module(path: &Path, parent_sha256: Option<&str>, device: &Device) ->
     }
     let wpath = dir.join(MODULE_WEIGHTS);
     let bytes = std::fs::read(&wpath).map_err(|e| ModelError::io(&wpath, e))?;
-    let sha = sha256_hex(&bytes);
+    let sha = sha256_bytes(&bytes);
     if sha != meta.weights_sha256 {
         return Err(ModelError::bad(
             &wpath,

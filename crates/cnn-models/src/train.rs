@@ -2,16 +2,18 @@
 //! schedule, best epoch by validation accuracy, per-epoch checkpoints and exact resume.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
 use cnn_data::{Augment, Batches, ImageSet, InputFormat};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{
+    fingerprint, setting_differences, CheckpointKind, Checkpointer, Checkpointing, DifferentRun,
+    JsonLayout, TensorFiles,
+};
 use crate::error::{ModelError, Result};
 use crate::evaluate::evaluate;
-use crate::files::{atomic_write, sha256_hex};
 use crate::model::{ForwardOptions, Model};
 use crate::{epoch_rng, Stream};
 
@@ -75,6 +77,25 @@ pub struct TrainData<'a> {
     pub val: Vec<usize>,
     /// The model's input format.
     pub format: InputFormat,
+}
+
+impl TrainData<'_> {
+    /// The bytes that say which images a run uses, for checkpoint [`fingerprint`]s: the
+    /// training indices, `u64::MAX` as a separator, the validation indices (each a
+    /// little-endian `u64`), then the image set's name.
+    pub fn selection_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for i in self
+            .train
+            .iter()
+            .chain([usize::MAX].iter())
+            .chain(self.val.iter())
+        {
+            bytes.extend_from_slice(&(*i as u64).to_le_bytes());
+        }
+        bytes.extend_from_slice(self.set.name.as_bytes());
+        bytes
+    }
 }
 
 /// What happened in one epoch.
@@ -153,23 +174,29 @@ pub fn sgd_step(
     Ok(())
 }
 
-/// Format tag of a training checkpoint's `checkpoint.json`.
-pub const CHECKPOINT_FORMAT: &str = "cnnsplit-train-checkpoint";
-/// The training-checkpoint format version this build writes. Version 2 names its tensors
-/// file in `checkpoint.json` (one file per epoch), so that a crash between writing the
-/// tensors and the JSON leaves the previous epoch's pair intact.
-pub const CHECKPOINT_VERSION: u32 = 2;
-/// The training-checkpoint format versions this build reads: version 1 (tensors always in
-/// `checkpoint.safetensors`) resumes like version 2.
-pub const CHECKPOINT_VERSIONS_READ: [u32; 2] = [1, 2];
+/// Metadata file of a training checkpoint; written last, it commits the checkpoint.
+pub const CKPT_META: &str = "checkpoint.json";
 
+/// Training checkpoints: `checkpoint.json` naming `checkpoint-epochN.safetensors` (format
+/// version 2). Version 1 kept its tensors in `checkpoint.safetensors` and resumes like
+/// version 2.
+pub static TRAIN_CHECKPOINT: CheckpointKind = CheckpointKind {
+    format: "cnnsplit-train-checkpoint",
+    name: "training checkpoint",
+    version: 2,
+    versions_read: &[1, 2],
+    record_file: CKPT_META,
+    tensors: Some(TensorFiles {
+        prefix: "checkpoint-epoch",
+        version_1_file: "checkpoint.safetensors",
+    }),
+    layout: JsonLayout::Pretty,
+};
+
+/// A training checkpoint's own fields (the current, momentum and best tensors are in its
+/// tensors file as `current.K`, `momentum.K`, `best.K`).
 #[derive(Serialize, Deserialize)]
 struct CheckpointMeta {
-    format: String,
-    format_version: u32,
-    /// Tensors file of this checkpoint (absent in version 1: [`CKPT_TENSORS_V1`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tensors_file: Option<String>,
     config: TrainConfig,
     spec_name: String,
     data_fingerprint: String,
@@ -177,21 +204,6 @@ struct CheckpointMeta {
     records: Vec<EpochRecord>,
     best_epoch: usize,
     best_val_accuracy: f64,
-    tensors_sha256: String,
-}
-
-fn fingerprint(data: &TrainData<'_>) -> String {
-    let mut bytes = Vec::new();
-    for i in data
-        .train
-        .iter()
-        .chain([usize::MAX].iter())
-        .chain(data.val.iter())
-    {
-        bytes.extend_from_slice(&(*i as u64).to_le_bytes());
-    }
-    bytes.extend_from_slice(data.set.name.as_bytes());
-    sha256_hex(&bytes)
 }
 
 struct State {
@@ -202,15 +214,15 @@ struct State {
     best_val: f64,
 }
 
-/// Train `model` in place. With `checkpoint_dir`, state is saved after every epoch; with
-/// `resume`, a run continues from the checkpoint there (same config and data required) and
-/// ends bit-for-bit where an uninterrupted run would.
+/// Train `model` in place. With [`Checkpointing::In`], state is saved after every epoch;
+/// with [`Resume::Continue`](crate::Resume::Continue), a run continues from the checkpoint
+/// there (same config and data required) and ends bit-for-bit where an uninterrupted run
+/// would.
 pub fn train(
     model: &mut Model,
     data: &TrainData<'_>,
     cfg: &TrainConfig,
-    checkpoint_dir: Option<&Path>,
-    resume: bool,
+    checkpointing: Checkpointing<'_>,
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<TrainReport> {
     if data.train.is_empty() {
@@ -223,7 +235,8 @@ pub fn train(
     }
     let device = model.device().clone();
     let vars: Vec<(String, Var)> = model.trainable_vars()?;
-    let fp = fingerprint(data);
+    let fp = fingerprint(&[&data.selection_bytes()]);
+    let checkpointer = checkpointing.open(&TRAIN_CHECKPOINT)?;
     let mut state = State {
         momentum: BTreeMap::new(),
         best: model
@@ -237,16 +250,14 @@ pub fn train(
     };
     let mut start_epoch = 0;
     let mut resumed_after = None;
-    if resume {
-        let dir = checkpoint_dir
-            .ok_or_else(|| ModelError::Mismatch("--resume needs a checkpoint directory".into()))?;
-        if let Some(done) = load_checkpoint(dir, model, &vars, &mut state, cfg, &fp)? {
+    if let (Some(ckpt), true) = (&checkpointer, checkpointing.resumes()) {
+        if let Some(done) = load_checkpoint(ckpt, model, &vars, &mut state, cfg, &fp)? {
             start_epoch = done;
             resumed_after = Some(done);
             tracing::info!(
                 epochs_done = done,
                 "resumed training from {}",
-                dir.display()
+                ckpt.dir().display()
             );
         }
     }
@@ -339,8 +350,8 @@ pub fn train(
                 .collect::<Result<_>>()?;
         }
         state.records.push(record.clone());
-        if let Some(dir) = checkpoint_dir {
-            save_checkpoint(dir, model, &state, cfg, &fp, epoch + 1)?;
+        if let Some(ckpt) = &checkpointer {
+            save_checkpoint(ckpt, model, &state, cfg, &fp, epoch + 1)?;
         }
         on_event(&TrainEvent::EpochEnd(record));
     }
@@ -356,24 +367,8 @@ pub fn train(
     })
 }
 
-/// Tensors file of a version-1 checkpoint.
-const CKPT_TENSORS_V1: &str = "checkpoint.safetensors";
-/// Metadata file of a training checkpoint; written last, it commits the checkpoint.
-pub const CKPT_META: &str = "checkpoint.json";
-
-/// Tensors file of the checkpoint after `done` epochs.
-fn tensors_file_name(done: usize) -> String {
-    format!("checkpoint-epoch{done}.safetensors")
-}
-
-/// Whether `name` is a checkpoint tensors file (of any epoch, or of version 1).
-fn is_tensors_file_name(name: &str) -> bool {
-    name == CKPT_TENSORS_V1
-        || (name.starts_with("checkpoint-epoch") && name.ends_with(".safetensors"))
-}
-
 fn save_checkpoint(
-    dir: &Path,
+    ckpt: &Checkpointer,
     model: &Model,
     st: &State,
     cfg: &TrainConfig,
@@ -390,12 +385,7 @@ fn save_checkpoint(
     for (k, t) in &st.best {
         all.insert(format!("best.{k}"), t.clone());
     }
-    let bytes = crate::weights::safetensors_bytes(&all, &[])?;
-    let tensors_file = tensors_file_name(done);
     let meta = CheckpointMeta {
-        format: CHECKPOINT_FORMAT.into(),
-        format_version: CHECKPOINT_VERSION,
-        tensors_file: Some(tensors_file.clone()),
         config: cfg.clone(),
         spec_name: model.spec().name.clone(),
         data_fingerprint: fp.to_string(),
@@ -403,96 +393,42 @@ fn save_checkpoint(
         records: st.records.clone(),
         best_epoch: st.best_epoch,
         best_val_accuracy: st.best_val,
-        tensors_sha256: sha256_hex(&bytes),
     };
-    // tensors first under their own name, then the JSON that points to them: until the
-    // JSON's rename, the previous checkpoint stays whole
-    atomic_write(&dir.join(&tensors_file), &bytes)?;
-    let json = serde_json::to_vec_pretty(&meta).map_err(|e| ModelError::Mismatch(e.to_string()))?;
-    atomic_write(&dir.join(CKPT_META), &json)?;
-    remove_other_tensors_files(dir, &tensors_file)
-}
-
-/// Delete the tensors files of earlier checkpoints (and of an interrupted attempt).
-fn remove_other_tensors_files(dir: &Path, keep: &str) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| ModelError::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name != keep && is_tensors_file_name(&name) {
-            std::fs::remove_file(entry.path()).map_err(|e| ModelError::write(&entry.path(), e))?;
-        }
-    }
-    Ok(())
+    ckpt.commit(done, &all, &meta)
 }
 
 fn load_checkpoint(
-    dir: &Path,
+    ckpt: &Checkpointer,
     model: &mut Model,
     vars: &[(String, Var)],
     st: &mut State,
     cfg: &TrainConfig,
     fp: &str,
 ) -> Result<Option<usize>> {
-    let meta_path = dir.join(CKPT_META);
-    if !meta_path.exists() {
-        tracing::warn!("no checkpoint in {}: starting from scratch", dir.display());
+    let Some(saved) = ckpt.load::<CheckpointMeta>()? else {
+        tracing::warn!(
+            "no checkpoint in {}: starting from scratch",
+            ckpt.dir().display()
+        );
         return Ok(None);
-    }
-    let value = crate::files::read_json_value(&meta_path)?;
-    crate::files::check_format(
-        &meta_path,
-        &value,
-        CHECKPOINT_FORMAT,
-        &CHECKPOINT_VERSIONS_READ,
-        "training checkpoint",
-    )?;
-    let meta: CheckpointMeta = serde_json::from_value(value)
-        .map_err(|e| ModelError::bad(&meta_path, format!("not a training checkpoint: {e}")))?;
+    };
+    let meta = &saved.body;
     if meta.config != *cfg {
-        return Err(ModelError::bad(
-            &meta_path,
-            format!(
-                "the checkpoint was made with different training settings ({}); rerun with the same flags or without --resume",
-                serde_json::to_string(&meta.config).unwrap_or_default()
-            ),
-        ));
+        return Err(DifferentRun {
+            path: saved.path.clone(),
+            what: "training settings",
+            differences: setting_differences(&meta.config, cfg)?,
+        }
+        .into());
     }
     if meta.spec_name != model.spec().name || meta.data_fingerprint != fp {
         return Err(ModelError::bad(
-            &meta_path,
+            &saved.path,
             "the checkpoint was made for a different model or dataset split",
         ));
     }
-    let tensors_file = meta.tensors_file.as_deref().unwrap_or(CKPT_TENSORS_V1);
-    if !is_tensors_file_name(tensors_file) {
-        return Err(ModelError::bad(
-            &meta_path,
-            format!("tensors_file `{tensors_file}` is not a checkpoint tensors file name"),
-        ));
-    }
-    let tpath = dir.join(tensors_file);
-    let bytes = std::fs::read(&tpath).map_err(|e| ModelError::io(&tpath, e))?;
-    if sha256_hex(&bytes) != meta.tensors_sha256 {
-        return Err(ModelError::bad(
-            &tpath,
-            "checkpoint tensors do not match checkpoint.json (SHA-256)",
-        ));
-    }
-    let st_file = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| ModelError::bad(&tpath, e.to_string()))?;
     let device = model.device().clone();
-    let read = |name: &str| -> Result<Tensor> {
-        let view = st_file
-            .tensor(name)
-            .map_err(|_| ModelError::bad(&tpath, format!("missing tensor `{name}`")))?;
-        let data: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        Ok(Tensor::from_vec(data, view.shape(), &device)?)
-    };
+    let read = |name: &str| -> Result<Tensor> { Ok(saved.tensor(name)?.to_device(&device)?) };
     let keys: Vec<String> = model.tensors().keys().cloned().collect();
     for k in &keys {
         let cur = read(&format!("current.{k}"))?;
@@ -506,6 +442,7 @@ fn load_checkpoint(
                 .insert(k.clone(), read(&format!("momentum.{k}"))?);
         }
     }
+    let meta = saved.body;
     st.records = meta.records;
     st.best_epoch = meta.best_epoch;
     st.best_val = meta.best_val_accuracy;

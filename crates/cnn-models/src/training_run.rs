@@ -9,6 +9,7 @@ use candle_core::Device;
 use cnn_data::{DatasetSplits, InputFormat};
 use serde_json::json;
 
+use crate::checkpoint::{Checkpointing, Resume};
 use crate::error::Result;
 use crate::files::{save_model, ModelMeta};
 use crate::metrics::Evaluation;
@@ -24,7 +25,7 @@ use crate::train::{train, DataSplit, TrainConfig, TrainData, TrainEvent, TrainRe
 /// use cnn_data::{DatasetSpec, InputFormat};
 /// use cnn_models::train::DataSplit;
 /// use cnn_models::training_run::{train_and_save, TrainRun};
-/// use cnn_models::{presets, OpsBackend, TrainConfig};
+/// use cnn_models::{presets, OpsBackend, Resume, TrainConfig};
 ///
 /// let dataset: DatasetSpec = "fashion-mnist".parse().unwrap();
 /// let data = cnn_data::load_dataset(&dataset).unwrap();
@@ -37,7 +38,7 @@ use crate::train::{train, DataSplit, TrainConfig, TrainData, TrainEvent, TrainRe
 ///     split: DataSplit::Holdout { val_fraction: 0.1, limit: None },
 ///     config: TrainConfig { epochs: 1, lr_milestones: vec![], ..Default::default() },
 ///     out: "runs/model".as_ref(),
-///     resume: false,
+///     resume: Resume::Fresh,
 ///     ops: OpsBackend::Fast,
 ///     device: &Device::Cpu,
 /// };
@@ -59,8 +60,8 @@ pub struct TrainRun<'a> {
     pub config: TrainConfig,
     /// The model directory to write (its `checkpoint/` holds the per-epoch checkpoints).
     pub out: &'a Path,
-    /// Continue from the checkpoint in `out` instead of starting fresh.
-    pub resume: bool,
+    /// Whether to continue from the checkpoint in `out/checkpoint`.
+    pub resume: Resume,
     /// The op implementations to train with.
     pub ops: OpsBackend,
     /// Where to compute.
@@ -115,14 +116,11 @@ pub fn train_and_save(
     };
     let ckpt = run.out.join("checkpoint");
     let started = Instant::now();
-    let report = train(
-        &mut model,
-        &tdata,
-        &run.config,
-        Some(&ckpt),
-        run.resume,
-        on_event,
-    )?;
+    let checkpointing = Checkpointing::In {
+        dir: &ckpt,
+        resume: run.resume,
+    };
+    let report = train(&mut model, &tdata, &run.config, checkpointing, on_event)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let all_test: Vec<usize> = (0..run.data.test.len()).collect();
     let test = crate::evaluate(&model, &run.data.test, &all_test, &run.format, 256)?;

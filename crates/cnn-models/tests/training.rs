@@ -4,7 +4,10 @@ use candle_core::{DType, Device, Tensor};
 use cnn_data::{ImageSet, ImageShape, InputFormat, Normalization};
 use cnn_models::metrics::{argmax_rows, ConfusionMatrix};
 use cnn_models::train::DataSplit;
-use cnn_models::{presets, ForwardOptions, LayerSpec, Model, OpsBackend, TrainConfig, TrainData};
+use cnn_models::{
+    presets, Checkpointing, ForwardOptions, LayerSpec, Model, OpsBackend, Resume, TrainConfig,
+    TrainData,
+};
 
 /// A tiny learnable set: class c images are bright in quadrant c (4 classes, 16×16 grey).
 fn quadrant_set(n_per_class: usize) -> ImageSet {
@@ -89,7 +92,8 @@ fn training_lowers_the_loss_and_learns_a_simple_task() {
         format: format16(),
     };
     let mut model = Model::init(tiny_spec(), 3, &Device::Cpu).unwrap();
-    let report = cnn_models::train(&mut model, &data, &cfg(10), None, false, &mut |_| {}).unwrap();
+    let report =
+        cnn_models::train(&mut model, &data, &cfg(10), Checkpointing::Off, &mut |_| {}).unwrap();
     let first = report.records.first().unwrap().train_loss;
     let last = report.records.last().unwrap().train_loss;
     assert!(last < first, "loss {first} → {last}");
@@ -132,8 +136,10 @@ fn resume_continues_bit_for_bit() {
         &mut full,
         &data,
         &cfg(3),
-        Some(full_dir.path()),
-        false,
+        Checkpointing::In {
+            dir: full_dir.path(),
+            resume: Resume::Fresh,
+        },
         &mut |_| {},
     )
     .unwrap();
@@ -148,8 +154,10 @@ fn resume_continues_bit_for_bit() {
         &mut first,
         &data,
         &two,
-        Some(dir.path()),
-        false,
+        Checkpointing::In {
+            dir: dir.path(),
+            resume: Resume::Fresh,
+        },
         &mut |_| {},
     )
     .unwrap();
@@ -166,8 +174,10 @@ fn resume_continues_bit_for_bit() {
         &mut resumed,
         &data,
         &cfg(3),
-        Some(dir.path()),
-        true,
+        Checkpointing::In {
+            dir: dir.path(),
+            resume: Resume::Continue,
+        },
         &mut |_| {},
     )
     .unwrap();
@@ -192,9 +202,18 @@ fn resume_continues_bit_for_bit() {
     let mut other = cfg(3);
     other.lr = 0.5;
     let mut m = Model::init(tiny_spec(), 9, &Device::Cpu).unwrap();
-    let err = cnn_models::train(&mut m, &data, &other, Some(dir.path()), true, &mut |_| {})
-        .unwrap_err()
-        .to_string();
+    let err = cnn_models::train(
+        &mut m,
+        &data,
+        &other,
+        Checkpointing::In {
+            dir: dir.path(),
+            resume: Resume::Continue,
+        },
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("different training settings"), "{err}");
 }
 
@@ -210,7 +229,7 @@ fn a_diverging_run_stops_with_epoch_and_batch() {
     let mut model = Model::init(tiny_spec(), 1, &Device::Cpu).unwrap();
     let mut c = cfg(2);
     c.lr = 1e30;
-    let err = cnn_models::train(&mut model, &data, &c, None, false, &mut |_| {})
+    let err = cnn_models::train(&mut model, &data, &c, Checkpointing::Off, &mut |_| {})
         .unwrap_err()
         .to_string();
     assert!(
@@ -556,7 +575,7 @@ fn checkpoint_format_1_resumes_and_other_versions_are_refused_with_both_versions
         format: format16(),
     };
     let mut full = Model::init(tiny_spec(), 9, &Device::Cpu).unwrap();
-    cnn_models::train(&mut full, &data, &cfg(3), None, false, &mut |_| {}).unwrap();
+    cnn_models::train(&mut full, &data, &cfg(3), Checkpointing::Off, &mut |_| {}).unwrap();
 
     // a 3-epoch run interrupted after epoch 2 (its 2-epoch checkpoint patched to 3 epochs)
     let dir = tempfile::tempdir().unwrap();
@@ -567,8 +586,10 @@ fn checkpoint_format_1_resumes_and_other_versions_are_refused_with_both_versions
         &mut first,
         &data,
         &two,
-        Some(dir.path()),
-        false,
+        Checkpointing::In {
+            dir: dir.path(),
+            resume: Resume::Fresh,
+        },
         &mut |_| {},
     )
     .unwrap();
@@ -587,8 +608,10 @@ fn checkpoint_format_1_resumes_and_other_versions_are_refused_with_both_versions
         &mut resumed,
         &data,
         &cfg(3),
-        Some(dir.path()),
-        true,
+        Checkpointing::In {
+            dir: dir.path(),
+            resume: Resume::Continue,
+        },
         &mut |_| {},
     )
     .unwrap();
@@ -619,9 +642,18 @@ fn checkpoint_format_1_resumes_and_other_versions_are_refused_with_both_versions
     let resume = |json: &str| {
         std::fs::write(&meta_path, json).unwrap();
         let mut m = Model::init(tiny_spec(), 9, &Device::Cpu).unwrap();
-        cnn_models::train(&mut m, &data, &cfg(3), Some(dir.path()), true, &mut |_| {})
-            .unwrap_err()
-            .to_string()
+        cnn_models::train(
+            &mut m,
+            &data,
+            &cfg(3),
+            Checkpointing::In {
+                dir: dir.path(),
+                resume: Resume::Continue,
+            },
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string()
     };
     let err = resume(&v2.replace("\"format_version\": 2", "\"format_version\": 3"));
     assert!(

@@ -1,13 +1,16 @@
 //! The whole CNNSplitter pipeline on a model (spec §6): kernel importance → layer
 //! sensitivity → one GA per class with joint fitness → the chosen generation's kernel masks.
-//! Every generation is checkpointed; a resumed run continues bit for bit.
+//! Every generation is checkpointed (with [`cnn_models::checkpoint::Checkpointer`]); a resumed
+//! run continues bit for bit.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
+use cnn_models::checkpoint::{
+    fingerprint, setting_differences, CheckpointKind, Checkpointing, DifferentRun, JsonLayout,
+};
 use cnn_models::extract::KernelMask;
-use cnn_models::files::{atomic_write, sha256_hex};
 use cnn_models::Model;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +30,19 @@ pub const PRELUDE_FILE: &str = "ga_prelude.json";
 pub const PRELUDE_FORMAT_VERSION: u32 = 1;
 /// File holding the GA state after the last finished generation.
 pub const STATE_FILE: &str = "ga_state.json";
+
+/// CNNSplitter checkpoints: the prelude ([`PRELUDE_FILE`]: settings, model, fitness images,
+/// importance, sensitivity) is the commit record, written once a run has measured importance
+/// and sensitivity; the GA's state after each generation goes to [`STATE_FILE`]. No tensors.
+pub static GA_CHECKPOINT: CheckpointKind = CheckpointKind {
+    format: CHECKPOINT_FORMAT,
+    name: "CNNSplitter checkpoint",
+    version: PRELUDE_FORMAT_VERSION,
+    versions_read: &[PRELUDE_FORMAT_VERSION],
+    record_file: PRELUDE_FILE,
+    tensors: None,
+    layout: JsonLayout::Compact,
+};
 
 /// Every number of a CNNSplitter decomposition besides the images.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -122,10 +138,9 @@ pub struct GaSplitResult {
     pub evaluations: (usize, usize),
 }
 
+/// The prelude's own fields.
 #[derive(Serialize, Deserialize)]
 struct Prelude {
-    format: String,
-    format_version: u32,
     config: GaSplitConfig,
     model_sha256: String,
     data_sha256: String,
@@ -140,112 +155,57 @@ struct Saved {
     generation_seconds: Vec<f64>,
 }
 
-fn data_fingerprint(x: &Tensor, labels: &[u32]) -> Result<String> {
-    let mut bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
-    let v: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    bytes.extend(v.iter().flat_map(|f| f.to_le_bytes()));
-    Ok(sha256_hex(&bytes))
-}
-
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec(value)?;
-    atomic_write(path, &bytes)?;
-    Ok(())
-}
-
-/// Read a checkpoint file, check its format version first (so a file of another version is
-/// named as such, not as unreadable), then decode it.
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, kind: CheckpointFile) -> Result<T> {
-    let value = cnn_models::files::read_json_value(path)?;
-    match kind {
-        CheckpointFile::Prelude => {
-            cnn_models::files::check_format(
-                path,
-                &value,
-                CHECKPOINT_FORMAT,
-                &[PRELUDE_FORMAT_VERSION],
-                "CNNSplitter checkpoint",
-            )?;
-        }
-        CheckpointFile::State => {
-            cnn_models::files::check_version(
-                path,
-                value.get("state").and_then(|s| s.get("format_version")),
-                &[crate::run::CHECKPOINT_FORMAT_VERSION],
-                "CNNSplitter state",
-            )?;
-        }
-    }
+/// Decode the state file `path`, its format version checked first (so a file of another
+/// version is named as such, not as unreadable).
+fn read_state(path: &Path, value: serde_json::Value) -> Result<Saved> {
+    cnn_models::files::check_version(
+        path,
+        value.get("state").and_then(|s| s.get("format_version")),
+        &[crate::run::CHECKPOINT_FORMAT_VERSION],
+        "CNNSplitter state",
+    )?;
     serde_json::from_value(value).map_err(|e| GaError::File {
         path: path.to_path_buf(),
         message: format!("not a readable GA checkpoint: {e}"),
     })
 }
 
-/// The two files of a GA checkpoint.
-#[derive(Clone, Copy)]
-enum CheckpointFile {
-    /// [`PRELUDE_FILE`].
-    Prelude,
-    /// [`STATE_FILE`].
-    State,
-}
-
-fn differences(a: &serde_json::Value, b: &serde_json::Value, at: &str, out: &mut Vec<String>) {
-    match (a, b) {
-        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
-            for (k, va) in x {
-                let path = if at.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{at}.{k}")
-                };
-                match y.get(k) {
-                    Some(vb) => differences(va, vb, &path, out),
-                    None => out.push(format!("{path}: {va} → (absent)")),
-                }
-            }
-        }
-        _ if a != b => out.push(format!("{at}: {a} → {b}")),
-        _ => {}
-    }
-}
-
 /// Decomposes `model` with CNNSplitter on normalised fitness images `x` `[n, C, H, W]`
 /// (`labels` their classes): importance, sensitivity and generation choice use the same images,
-/// as the reference does. With `checkpoint`, the state is written there after every
-/// generation, and `resume` continues from it (same model, images and settings required; only
-/// the number of generations may change, to stop a run early or to run it longer).
-/// `model_sha256` identifies the model in the checkpoint.
-#[allow(clippy::too_many_arguments)]
+/// as the reference does. With [`Checkpointing::In`], the state is written there after
+/// every generation, and [`Resume::Continue`](cnn_models::Resume::Continue) continues from it
+/// (same model, images and settings required; only the number of generations may change, to
+/// stop a run early or to run it longer). `model_sha256` identifies the model in the
+/// checkpoint.
 pub fn ga_split(
     model: &Model,
     model_sha256: &str,
     x: &Tensor,
     labels: &[u32],
     config: &GaSplitConfig,
-    checkpoint: Option<&Path>,
-    resume: bool,
+    checkpointing: Checkpointing<'_>,
     on_event: &mut dyn FnMut(&GaSplitEvent),
 ) -> Result<GaSplitResult> {
     let classes = model.spec().num_classes;
     let genome = Genome::new(gene_layers_of(model.analysis()))?;
-    let data_sha256 = data_fingerprint(x, labels)?;
-    let prelude_path: Option<PathBuf> = checkpoint.map(|d| d.join(PRELUDE_FILE));
-    let state_path: Option<PathBuf> = checkpoint.map(|d| d.join(STATE_FILE));
-    if let Some(dir) = checkpoint {
+    // the checkpoint recognises its fitness images by their labels and values
+    let label_bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+    let values: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let value_bytes: Vec<u8> = values.iter().flat_map(|f| f.to_le_bytes()).collect();
+    let data_sha256 = fingerprint(&[&label_bytes, &value_bytes]);
+    let resume = checkpointing.resumes();
+    if let Some(dir) = checkpointing.dir() {
         std::fs::create_dir_all(dir).map_err(|e| cnn_models::ModelError::write(dir, e))?;
     }
-    let resumed: Option<Prelude> = match &prelude_path {
-        Some(p) if resume && p.exists() => {
-            let prelude: Prelude = read_json(p, CheckpointFile::Prelude)?;
-            let mut diffs = Vec::new();
-            differences(
-                &serde_json::to_value(&prelude.config)?,
-                &serde_json::to_value(config)?,
-                "",
-                &mut diffs,
-            );
+    let checkpointer = checkpointing.open(&GA_CHECKPOINT)?;
+    let saved_prelude = match &checkpointer {
+        Some(ckpt) if resume => ckpt.load::<Prelude>()?,
+        _ => None,
+    };
+    let resumed: Option<Prelude> = match saved_prelude {
+        Some(saved) => {
+            let prelude = saved.body;
+            let mut diffs = setting_differences(&prelude.config, config)?;
             // the generation count may change on resume (stop early or run longer)
             diffs.retain(|d| !d.starts_with("ga.generations:"));
             if prelude.model_sha256 != model_sha256 {
@@ -255,14 +215,16 @@ pub fn ga_split(
                 diffs.push("fitness images".into());
             }
             if !diffs.is_empty() {
-                return Err(GaError::ConfigChanged {
-                    path: p.clone(),
-                    differences: diffs.join(", "),
-                });
+                return Err(DifferentRun {
+                    path: saved.path,
+                    what: "settings",
+                    differences: diffs,
+                }
+                .into());
             }
             Some(prelude)
         }
-        _ => None,
+        None => None,
     };
     let (importance, sensitivity, sensitive_layers) = match resumed {
         Some(p) => (p.importance, p.sensitivity, p.sensitive_layers),
@@ -285,27 +247,18 @@ pub fn ga_split(
                     sensitivity.sensitive_layers(config.sensitivity_ratio, config.sensitivity_drop)
                 }
             };
-            if let Some(p) = &prelude_path {
+            if let Some(ckpt) = &checkpointer {
                 // the old state goes first: a crash before the new prelude is written must not
                 // leave an old run's state next to this run's prelude
-                if let Some(s) = &state_path {
-                    if s.exists() {
-                        std::fs::remove_file(s).map_err(|e| cnn_models::ModelError::write(s, e))?;
-                    }
-                }
-                write_json(
-                    p,
-                    &Prelude {
-                        format: CHECKPOINT_FORMAT.into(),
-                        format_version: PRELUDE_FORMAT_VERSION,
-                        config: config.clone(),
-                        model_sha256: model_sha256.into(),
-                        data_sha256: data_sha256.clone(),
-                        importance: importance.clone(),
-                        sensitivity: sensitivity.clone(),
-                        sensitive_layers: sensitive.clone(),
-                    },
-                )?;
+                ckpt.remove_file(STATE_FILE)?;
+                ckpt.commit_record(&Prelude {
+                    config: config.clone(),
+                    model_sha256: model_sha256.into(),
+                    data_sha256: data_sha256.clone(),
+                    importance: importance.clone(),
+                    sensitivity: sensitivity.clone(),
+                    sensitive_layers: sensitive.clone(),
+                })?;
             }
             (importance, sensitivity, sensitive)
         }
@@ -320,8 +273,11 @@ pub fn ga_split(
     let mut ga = config.ga.clone();
     ga.sensitive_layers = sensitive_layers.clone();
     let orders = importance.orders();
-    let saved: Option<Saved> = match &state_path {
-        Some(p) if resume && p.exists() => Some(read_json(p, CheckpointFile::State)?),
+    let saved: Option<Saved> = match &checkpointer {
+        Some(ckpt) if resume => match ckpt.read_file(STATE_FILE)? {
+            Some((path, value)) => Some(read_state(&path, value)?),
+            None => None,
+        },
         _ => None,
     };
     let (mut run, mut generation_seconds) = match saved {
@@ -373,9 +329,9 @@ pub fn ga_split(
             mean_kernels,
             last: ga.generations,
         });
-        if let Some(p) = &state_path {
-            write_json(
-                p,
+        if let Some(ckpt) = &checkpointer {
+            ckpt.write_file(
+                STATE_FILE,
                 &Saved {
                     state: run.state().clone(),
                     generation_seconds: generation_seconds.clone(),

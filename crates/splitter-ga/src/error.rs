@@ -81,9 +81,9 @@ pub enum GaError {
     /// The run has no scored generation yet, so no outcome exists.
     #[error("no generation has been scored yet (generation choice starts at generation 1)")]
     NoScoredGeneration,
-    /// The model failed (forward pass, extraction, tensors).
+    /// The model failed (forward pass, extraction, tensors, checkpoint files).
     #[error(transparent)]
-    Model(#[from] cnn_models::ModelError),
+    Model(cnn_models::ModelError),
     /// A tensor operation failed.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
@@ -95,17 +95,30 @@ pub enum GaError {
         /// What went wrong.
         message: String,
     },
-    /// A resume found a checkpoint made with different settings or data.
-    #[error("{path}: the checkpoint was made with different settings ({differences}); rerun with the same settings or without --resume")]
-    ConfigChanged {
-        /// The checkpoint file.
-        path: std::path::PathBuf,
-        /// The differing fields.
-        differences: String,
-    },
+    /// A resume found a checkpoint made with different settings or data (its differences
+    /// name the fields, `name: checkpoint → now`, or `model weights`, `fitness images`).
+    #[error("{0}")]
+    ConfigChanged(#[source] cnn_models::checkpoint::DifferentRun),
     /// (De)serialising a checkpoint failed.
     #[error("checkpoint JSON: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+impl From<cnn_models::checkpoint::DifferentRun> for GaError {
+    fn from(e: cnn_models::checkpoint::DifferentRun) -> Self {
+        GaError::ConfigChanged(e)
+    }
+}
+
+/// A model-crate error, except that a checkpoint of a different run is a
+/// [`GaError::ConfigChanged`] wherever it comes from.
+impl From<cnn_models::ModelError> for GaError {
+    fn from(e: cnn_models::ModelError) -> Self {
+        match e {
+            cnn_models::ModelError::DifferentRun(d) => GaError::ConfigChanged(d),
+            e => GaError::Model(e),
+        }
+    }
 }
 
 /// Result alias of the crate.

@@ -2,7 +2,7 @@
 //! determinism and resume.
 
 use candle_core::{DType, Device, Tensor};
-use cnn_models::{presets, Model};
+use cnn_models::{presets, Checkpointing, Model, Resume};
 use splitter_ga::{
     composed_masked_accuracy, ga_split, gene_layers_of, kernel_importance, GaConfig, GaError,
     GaSplitConfig, GaSplitEvent, Genome, ModelEvaluator, PopulationEvaluator, STATE_FILE,
@@ -140,8 +140,10 @@ fn same_seed_same_modules_and_resume_continues_exactly() {
             &x,
             &labels,
             &cfg,
-            Some(&dir.path().join(sub)),
-            resume,
+            Checkpointing::In {
+                dir: &dir.path().join(sub),
+                resume: Resume::continue_if(resume),
+            },
             on,
         )
     };
@@ -185,8 +187,10 @@ fn same_seed_same_modules_and_resume_continues_exactly() {
         &x,
         &labels,
         &shorter,
-        Some(&dir.path().join("c")),
-        true,
+        Checkpointing::In {
+            dir: &dir.path().join("c"),
+            resume: Resume::Continue,
+        },
         &mut |ev| {
             if let GaSplitEvent::Generation { .. } = ev {
                 ran += 1;
@@ -207,8 +211,10 @@ fn same_seed_same_modules_and_resume_continues_exactly() {
         &x,
         &labels,
         &other,
-        Some(&dir.path().join("c")),
-        true,
+        Checkpointing::In {
+            dir: &dir.path().join("c"),
+            resume: Resume::Continue,
+        },
         &mut |_| {},
     )
     .unwrap_err();
@@ -223,9 +229,27 @@ fn different_seeds_explore_differently() {
     let labels: Vec<u32> = (0..18).map(|i| i % 3).collect();
     let mut cfg = small_config();
     cfg.ga.generations = 1;
-    let a = ga_split(&model, "sha", &x, &labels, &cfg, None, false, &mut |_| {}).unwrap();
+    let a = ga_split(
+        &model,
+        "sha",
+        &x,
+        &labels,
+        &cfg,
+        Checkpointing::Off,
+        &mut |_| {},
+    )
+    .unwrap();
     cfg.seed = 12;
-    let b = ga_split(&model, "sha", &x, &labels, &cfg, None, false, &mut |_| {}).unwrap();
+    let b = ga_split(
+        &model,
+        "sha",
+        &x,
+        &labels,
+        &cfg,
+        Checkpointing::Off,
+        &mut |_| {},
+    )
+    .unwrap();
     assert_ne!(a.outcome.history[0].fitness, b.outcome.history[0].fitness);
 }
 
@@ -244,8 +268,10 @@ fn checkpoint_files_of_other_versions_are_refused_with_both_versions() {
             &x,
             &labels,
             &cfg,
-            Some(dir.path()),
-            true,
+            Checkpointing::In {
+                dir: dir.path(),
+                resume: Resume::Continue,
+            },
             &mut |_| {},
         )
     };

@@ -16,14 +16,10 @@ pub enum GradSplitError {
         /// What is wrong.
         message: String,
     },
-    /// A resume found a checkpoint made with different settings.
-    #[error("{path}: the checkpoint was made with different settings ({differences}); rerun with the same settings or without resume")]
-    ConfigChanged {
-        /// The checkpoint's JSON file.
-        path: PathBuf,
-        /// The differing fields, `name: checkpoint → now`.
-        differences: String,
-    },
+    /// A resume found a checkpoint made with different settings (its differences name the
+    /// fields, `name: checkpoint → now`).
+    #[error("{0}")]
+    ConfigChanged(#[source] cnn_models::checkpoint::DifferentRun),
     /// The loss became NaN or infinite.
     #[error("loss is {value} at epoch {epoch}, batch {batch}: search stopped (the last checkpoint is kept)")]
     NonFiniteLoss {
@@ -44,7 +40,7 @@ pub enum GradSplitError {
     },
     /// An error from the model crate.
     #[error(transparent)]
-    Model(#[from] cnn_models::ModelError),
+    Model(cnn_models::ModelError),
     /// A data error.
     #[error(transparent)]
     Data(#[from] cnn_data::DataError),
@@ -59,6 +55,23 @@ impl GradSplitError {
         GradSplitError::BadFile {
             path: path.to_path_buf(),
             message: message.into(),
+        }
+    }
+}
+
+impl From<cnn_models::checkpoint::DifferentRun> for GradSplitError {
+    fn from(e: cnn_models::checkpoint::DifferentRun) -> Self {
+        GradSplitError::ConfigChanged(e)
+    }
+}
+
+/// A model-crate error, except that a checkpoint of a different run is a
+/// [`GradSplitError::ConfigChanged`] wherever it comes from.
+impl From<cnn_models::ModelError> for GradSplitError {
+    fn from(e: cnn_models::ModelError) -> Self {
+        match e {
+            cnn_models::ModelError::DifferentRun(d) => GradSplitError::ConfigChanged(d),
+            e => GradSplitError::Model(e),
         }
     }
 }

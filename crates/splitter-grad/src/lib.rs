@@ -12,7 +12,7 @@
 //! use cnn_data::{ImageSet, ImageShape, InputFormat, Normalization};
 //! use cnn_models::spec::{ConvSpec, InputShape, LinearSpec};
 //! use cnn_models::{LayerSpec, Model, ModelSpec, TrainData};
-//! use splitter_grad::{grad_split, GradSplitConfig};
+//! use splitter_grad::{grad_split, Checkpointing, GradSplitConfig};
 //!
 //! // 2 classes of 8×8 grey images: dark or bright
 //! let images: Vec<u8> = (0..16).flat_map(|i| vec![if i % 2 == 0 { 20u8 } else { 220 }; 64]).collect();
@@ -35,7 +35,7 @@
 //! let model = Model::init(spec, 0, &Device::Cpu).unwrap();
 //! let data = TrainData { set: &set, train: (0..12).collect(), val: (12..16).collect(), format };
 //! let cfg = GradSplitConfig { warmup_epochs: 1, mask_epochs: 2, batch_size: 4, ..Default::default() };
-//! let result = grad_split(&model, &data, &cfg, None, false, &mut |_| {}).unwrap();
+//! let result = grad_split(&model, &data, &cfg, Checkpointing::Off, &mut |_| {}).unwrap();
 //! assert_eq!(result.log.len(), 3);
 //! assert_eq!(result.masks.len(), 2); // one mask set per class
 //! let head = cnn_models::ModuleSource::Head(result.heads.module(1).unwrap());
@@ -45,12 +45,15 @@
 //! assert_eq!(module.score(&x).unwrap().dims(), &[2]);
 //! ```
 
+mod adam;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod heads;
 pub mod search;
 pub mod ste;
 
+pub use cnn_models::checkpoint::{Checkpointing, Resume};
 pub use config::{choose_epoch, EpochRecord, GradSplitConfig, MaskInit, Phase};
 pub use error::{GradSplitError, Result};
 pub use heads::{ce_on_scores, Heads, ModuleHead};

@@ -1,20 +1,19 @@
 //! The GradSplitter search (spec §5.4–§5.7): N modules trained as one batched masked forward of
-//! the frozen model, per-epoch validation, per-epoch checkpoints with exact resume, and the
-//! automatic choice of the final epoch.
+//! the frozen model, per-epoch validation, per-epoch checkpoints with exact resume (written by
+//! [`cnn_models::checkpoint::Checkpointer`]), and the automatic choice of the final epoch.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
-use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use cnn_data::Batches;
+use cnn_models::checkpoint::{fingerprint, Checkpointing};
 use cnn_models::extract::KernelMask;
-use cnn_models::files::{atomic_write, sha256_hex};
 use cnn_models::metrics::argmax_rows;
 use cnn_models::{epoch_rng, seeded, ForwardOptions, Model, Stream, TrainData};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
+use crate::adam::Adam;
+use crate::checkpoint::{self, GRADSPLIT_CHECKPOINT};
 use crate::config::{choose_epoch, EpochRecord, GradSplitConfig, MaskInit, Phase};
 use crate::error::{GradSplitError, Result};
 use crate::heads::{ce_on_scores, Heads, HEAD_KEYS};
@@ -89,62 +88,18 @@ impl GradSplitResult {
     }
 }
 
-/// Adam (β1, β2, ε, no weight decay) with its moments exposed for checkpoints; the update is
-/// PyTorch's: m̂/(√v̂ + ε).
-struct Adam {
-    params: Vec<(String, Var)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    t: usize,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-}
-
-impl Adam {
-    fn new(params: Vec<(String, Var)>, lr: f64, cfg: &GradSplitConfig) -> Result<Self> {
-        let m = params
-            .iter()
-            .map(|(_, v)| v.zeros_like())
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let v = m.clone();
-        Ok(Adam {
-            params,
-            m,
-            v,
-            t: 0,
-            lr,
-            beta1: cfg.beta1,
-            beta2: cfg.beta2,
-            eps: cfg.eps,
-        })
-    }
-
-    fn step(&mut self, grads: &GradStore) -> Result<()> {
-        self.t += 1;
-        let sm = 1.0 / (1.0 - self.beta1.powi(self.t as i32));
-        let sv = 1.0 / (1.0 - self.beta2.powi(self.t as i32));
-        for (i, (_, var)) in self.params.iter().enumerate() {
-            let Some(g) = grads.get(var) else { continue };
-            let g = g.detach();
-            let m = ((&self.m[i] * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
-            let v = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-            let update = ((&m * sm)? / ((&v * sv)?.sqrt()? + self.eps)?)?;
-            var.set(&(var.as_tensor().detach() - (update * self.lr)?)?)?;
-            self.m[i] = m;
-            self.v[i] = v;
-        }
-        Ok(())
-    }
-}
-
-struct State {
-    masks: Vec<Var>,
-    heads: [Var; 4],
-    adam: Option<(Phase, Adam)>,
-    log: Vec<EpochRecord>,
-    history: Vec<(Vec<Tensor>, Heads)>,
+/// Everything a search carries from one epoch to the next, and so what its checkpoints hold.
+pub(crate) struct State {
+    /// Real-valued masks, one `[N, C]` variable per site (on the CPU).
+    pub(crate) masks: Vec<Var>,
+    /// The heads' `w1`, `b1`, `w2`, `b2`.
+    pub(crate) heads: [Var; 4],
+    /// The optimiser of the current phase.
+    pub(crate) adam: Option<(Phase, Adam)>,
+    /// Every finished epoch's record.
+    pub(crate) log: Vec<EpochRecord>,
+    /// Every finished epoch's binary masks (CPU) and heads, for the choice of the epoch.
+    pub(crate) history: Vec<(Vec<Tensor>, Heads)>,
 }
 
 impl State {
@@ -157,7 +112,8 @@ impl State {
         }
     }
 
-    fn params(&self, phase: Phase) -> Vec<(String, Var)> {
+    /// The parameters phase `phase` trains, by checkpoint name.
+    pub(crate) fn params(&self, phase: Phase) -> Vec<(String, Var)> {
         let mut out: Vec<(String, Var)> = Vec::new();
         if phase == Phase::Mask {
             out.extend(
@@ -337,31 +293,11 @@ fn mean_kernels(analysis: &cnn_models::Analysis, bin: &[Tensor]) -> Result<f64> 
     Ok(analysis.convs.iter().map(|c| per_site[c.site]).sum::<f64>() / n)
 }
 
-fn fingerprint(data: &TrainData<'_>) -> String {
-    let mut bytes = Vec::new();
-    for i in data
-        .train
-        .iter()
-        .chain([usize::MAX].iter())
-        .chain(data.val.iter())
-    {
-        bytes.extend_from_slice(&(*i as u64).to_le_bytes());
-    }
-    bytes.extend_from_slice(data.set.name.as_bytes());
-    bytes.extend_from_slice(
-        serde_json::to_string(&data.format)
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    sha256_hex(&bytes)
-}
-
 /// SHA-256 of a model's tensors (serialised as safetensors), to tie checkpoints to one model.
 pub fn model_fingerprint(model: &Model) -> Result<String> {
-    Ok(sha256_hex(&cnn_models::weights::safetensors_bytes(
-        model.tensors(),
-        &[],
-    )?))
+    Ok(cnn_data::sha256_bytes(
+        &cnn_models::weights::safetensors_bytes(model.tensors(), &[])?,
+    ))
 }
 
 /// Composed validation accuracy and mean kernel count with binary masks `bin` (one `[N, C]`
@@ -417,16 +353,16 @@ pub fn model_accuracy(model: &Model, data: &TrainData<'_>, batch: usize) -> Resu
 /// Run GradSplitter on `model` (it is not changed: a frozen copy is used).
 ///
 /// Trains on `data.train` (never augmented), validates on `data.val` after every epoch and
-/// returns the epoch chosen by [`choose_epoch`]. With `checkpoint_dir` the state is written
-/// after every epoch; with `resume` a run continues from it and ends bit-for-bit where an
-/// uninterrupted run would (a checkpoint made with another config, model or data is an error,
-/// except for `mask_epochs`: fewer ends the run at the new last epoch, more runs it longer).
+/// returns the epoch chosen by [`choose_epoch`]. With [`Checkpointing::In`] the state is
+/// written after every epoch; with [`Resume::Continue`](cnn_models::Resume::Continue) a run
+/// continues from it and ends bit-for-bit where an uninterrupted run would (a checkpoint made
+/// with another config, model or data is an error, except for `mask_epochs`: fewer ends the
+/// run at the new last epoch, more runs it longer).
 pub fn grad_split(
     model: &Model,
     data: &TrainData<'_>,
     cfg: &GradSplitConfig,
-    checkpoint_dir: Option<&Path>,
-    resume: bool,
+    checkpointing: Checkpointing<'_>,
     on_event: &mut dyn FnMut(&GradSplitEvent),
 ) -> Result<GradSplitResult> {
     cfg.validate()?;
@@ -486,13 +422,14 @@ pub fn grad_split(
     };
 
     let model_sha = model_fingerprint(model)?;
-    let fp = fingerprint(data);
+    // the checkpoint recognises its data by the images it uses and their input format
+    let format = serde_json::to_string(&data.format).unwrap_or_default();
+    let fp = fingerprint(&[&data.selection_bytes(), format.as_bytes()]);
+    let checkpointer = checkpointing.open(&GRADSPLIT_CHECKPOINT)?;
     let mut start = 0;
     let mut resumed_after = None;
-    if resume {
-        let dir = checkpoint_dir
-            .ok_or_else(|| GradSplitError::Invalid("resume needs a checkpoint directory".into()))?;
-        if let Some(done) = load_checkpoint(dir, &mut st, cfg, &model_sha, &fp, &device)? {
+    if let (Some(ckpt), true) = (&checkpointer, checkpointing.resumes()) {
+        if let Some(done) = checkpoint::load(ckpt, &mut st, cfg, &model_sha, &fp, &device)? {
             // a resume with fewer epochs ends the run at its new last epoch
             st.log.truncate(schedule.len());
             st.history.truncate(schedule.len());
@@ -501,7 +438,7 @@ pub fn grad_split(
             tracing::info!(
                 epochs_done = done,
                 "resumed GradSplitter from {}",
-                dir.display()
+                ckpt.dir().display()
             );
         }
     }
@@ -593,8 +530,8 @@ pub fn grad_split(
             .collect::<candle_core::Result<_>>()?;
         st.history.push((bin_cpu, heads));
         st.log.push(record.clone());
-        if let Some(dir) = checkpoint_dir {
-            save_checkpoint(dir, &st, cfg, &model_sha, &fp, epoch + 1, acc_m)?;
+        if let Some(ckpt) = &checkpointer {
+            checkpoint::save(ckpt, &st, cfg, &model_sha, &fp, epoch + 1, acc_m)?;
         }
         on_event(&GradSplitEvent::EpochEnd(record));
     }
@@ -622,277 +559,4 @@ pub fn grad_split(
         total_kernels: k_tot,
         resumed_after,
     })
-}
-
-/// Format tag of a GradSplitter checkpoint's `gradsplit.json`.
-pub const CHECKPOINT_FORMAT: &str = "cnnsplit-gradsplit-checkpoint";
-/// The GradSplitter checkpoint format version this build writes. Version 2 names its
-/// tensors file in `gradsplit.json` (one file per epoch), so that a crash between writing the
-/// tensors and the JSON leaves the previous epoch's pair intact.
-pub const CHECKPOINT_VERSION: u32 = 2;
-/// The GradSplitter checkpoint format versions this build reads: version 1 (tensors always
-/// in [`CHECKPOINT_TENSORS`]) resumes like version 2.
-pub const CHECKPOINT_VERSIONS_READ: [u32; 2] = [1, 2];
-/// File name of the checkpoint tensors in format version 1.
-pub const CHECKPOINT_TENSORS: &str = "gradsplit.safetensors";
-/// File name of the checkpoint metadata; written last, it commits the checkpoint.
-pub const CHECKPOINT_META: &str = "gradsplit.json";
-
-/// Tensors file of the checkpoint after `done` epochs.
-fn tensors_file_name(done: usize) -> String {
-    format!("gradsplit-epoch{done}.safetensors")
-}
-
-/// Whether `name` is a checkpoint tensors file (of any epoch, or of version 1).
-fn is_tensors_file_name(name: &str) -> bool {
-    name == CHECKPOINT_TENSORS
-        || (name.starts_with("gradsplit-epoch") && name.ends_with(".safetensors"))
-}
-
-/// Delete the tensors files of earlier checkpoints (and of an interrupted attempt).
-fn remove_other_tensors_files(dir: &Path, keep: &str) -> Result<()> {
-    let io = |e| GradSplitError::Io {
-        path: dir.to_path_buf(),
-        source: e,
-    };
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name != keep && is_tensors_file_name(&name) {
-            std::fs::remove_file(entry.path())
-                .map_err(|e| cnn_models::ModelError::write(&entry.path(), e))?;
-        }
-    }
-    Ok(())
-}
-
-#[derive(Serialize, Deserialize)]
-struct CheckpointMeta {
-    format: String,
-    format_version: u32,
-    /// Tensors file of this checkpoint (absent in version 1: [`CHECKPOINT_TENSORS`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tensors_file: Option<String>,
-    config: GradSplitConfig,
-    model_sha256: String,
-    data_fingerprint: String,
-    epochs_done: usize,
-    model_accuracy: f64,
-    log: Vec<EpochRecord>,
-    adam_phase: Option<Phase>,
-    adam_step: usize,
-    adam_params: Vec<String>,
-    tensors_sha256: String,
-}
-
-fn save_checkpoint(
-    dir: &Path,
-    st: &State,
-    cfg: &GradSplitConfig,
-    model_sha: &str,
-    fp: &str,
-    done: usize,
-    acc_m: f64,
-) -> Result<()> {
-    let mut all: BTreeMap<String, Tensor> = BTreeMap::new();
-    for (s, m) in st.masks.iter().enumerate() {
-        all.insert(format!("mask.{s}"), m.as_tensor().clone());
-    }
-    for (k, v) in HEAD_KEYS.iter().zip(&st.heads) {
-        all.insert(format!("head.{k}"), v.as_tensor().clone());
-    }
-    let (adam_phase, adam_step, adam_params) = match &st.adam {
-        Some((phase, adam)) => {
-            for (i, (name, _)) in adam.params.iter().enumerate() {
-                all.insert(format!("adam.m.{name}"), adam.m[i].clone());
-                all.insert(format!("adam.v.{name}"), adam.v[i].clone());
-            }
-            (
-                Some(*phase),
-                adam.t,
-                adam.params.iter().map(|(n, _)| n.clone()).collect(),
-            )
-        }
-        None => (None, 0, vec![]),
-    };
-    for (e, (bin, heads)) in st.history.iter().enumerate() {
-        for (s, t) in bin.iter().enumerate() {
-            all.insert(format!("epoch{e}.mask.{s}"), t.clone());
-        }
-        for (k, t) in HEAD_KEYS.iter().zip(heads.tensors()) {
-            all.insert(format!("epoch{e}.head.{k}"), t.clone());
-        }
-    }
-    let bytes = cnn_models::weights::safetensors_bytes(&all, &[])?;
-    let tensors_file = tensors_file_name(done);
-    let meta = CheckpointMeta {
-        format: CHECKPOINT_FORMAT.into(),
-        format_version: CHECKPOINT_VERSION,
-        tensors_file: Some(tensors_file.clone()),
-        config: cfg.clone(),
-        model_sha256: model_sha.into(),
-        data_fingerprint: fp.into(),
-        epochs_done: done,
-        model_accuracy: acc_m,
-        log: st.log.clone(),
-        adam_phase,
-        adam_step,
-        adam_params,
-        tensors_sha256: sha256_hex(&bytes),
-    };
-    // tensors first under their own name, then the JSON that points to them: until the
-    // JSON's rename, the previous checkpoint stays whole
-    atomic_write(&dir.join(&tensors_file), &bytes)?;
-    let json =
-        serde_json::to_vec_pretty(&meta).map_err(|e| GradSplitError::Invalid(e.to_string()))?;
-    atomic_write(&dir.join(CHECKPOINT_META), &json)?;
-    remove_other_tensors_files(dir, &tensors_file)
-}
-
-/// The fields in which two configs differ, as `name: old → new`.
-pub fn config_differences(old: &GradSplitConfig, new: &GradSplitConfig) -> Vec<String> {
-    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
-        (serde_json::to_value(old), serde_json::to_value(new))
-    else {
-        return vec!["config".into()];
-    };
-    a.iter()
-        .filter(|(k, v)| b.get(*k) != Some(*v))
-        .map(|(k, v)| {
-            format!(
-                "{k}: {v} → {}",
-                b.get(k).unwrap_or(&serde_json::Value::Null)
-            )
-        })
-        .collect()
-}
-
-fn load_checkpoint(
-    dir: &Path,
-    st: &mut State,
-    cfg: &GradSplitConfig,
-    model_sha: &str,
-    fp: &str,
-    device: &Device,
-) -> Result<Option<usize>> {
-    let meta_path = dir.join(CHECKPOINT_META);
-    if !meta_path.exists() {
-        tracing::warn!(
-            "no GradSplitter checkpoint in {}: starting from scratch",
-            dir.display()
-        );
-        return Ok(None);
-    }
-    let value = cnn_models::files::read_json_value(&meta_path)?;
-    cnn_models::files::check_format(
-        &meta_path,
-        &value,
-        CHECKPOINT_FORMAT,
-        &CHECKPOINT_VERSIONS_READ,
-        "GradSplitter checkpoint",
-    )?;
-    let meta: CheckpointMeta = serde_json::from_value(value).map_err(|e| {
-        GradSplitError::bad(&meta_path, format!("not a GradSplitter checkpoint: {e}"))
-    })?;
-    // the number of epochs may change: a shorter run stops at its last epoch, a longer one goes on
-    let same_but_epochs = GradSplitConfig {
-        mask_epochs: cfg.mask_epochs,
-        ..meta.config.clone()
-    };
-    if same_but_epochs != *cfg {
-        return Err(GradSplitError::ConfigChanged {
-            path: meta_path,
-            differences: config_differences(&meta.config, cfg)
-                .into_iter()
-                .filter(|d| !d.starts_with("mask_epochs:"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
-    }
-    if meta.model_sha256 != model_sha {
-        return Err(GradSplitError::bad(
-            &meta_path,
-            "the checkpoint was made for a different model (weights differ)",
-        ));
-    }
-    if meta.data_fingerprint != fp {
-        return Err(GradSplitError::bad(
-            &meta_path,
-            "the checkpoint was made for a different dataset split",
-        ));
-    }
-    let tensors_file = meta.tensors_file.as_deref().unwrap_or(CHECKPOINT_TENSORS);
-    if !is_tensors_file_name(tensors_file) {
-        return Err(GradSplitError::bad(
-            &meta_path,
-            format!("tensors_file `{tensors_file}` is not a checkpoint tensors file name"),
-        ));
-    }
-    let tpath = dir.join(tensors_file);
-    let bytes = std::fs::read(&tpath).map_err(|e| GradSplitError::Io {
-        path: tpath.clone(),
-        source: e,
-    })?;
-    if sha256_hex(&bytes) != meta.tensors_sha256 {
-        return Err(GradSplitError::bad(
-            &tpath,
-            "checkpoint tensors do not match the checkpoint JSON (SHA-256)",
-        ));
-    }
-    let map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
-    let get = |k: &str| -> Result<Tensor> {
-        map.get(k)
-            .cloned()
-            .ok_or_else(|| GradSplitError::bad(&tpath, format!("missing tensor `{k}`")))
-    };
-    for (s, m) in st.masks.iter().enumerate() {
-        m.set(&get(&format!("mask.{s}"))?)?;
-    }
-    for (k, v) in HEAD_KEYS.iter().zip(&st.heads) {
-        v.set(&get(&format!("head.{k}"))?.to_device(device)?)?;
-    }
-    st.adam = match meta.adam_phase {
-        Some(phase) => {
-            let (lr, _) = cfg.phase_params(phase);
-            let mut adam = Adam::new(st.params(phase), lr, cfg)?;
-            let names: Vec<String> = adam.params.iter().map(|(n, _)| n.clone()).collect();
-            if names != meta.adam_params {
-                return Err(GradSplitError::bad(
-                    &meta_path,
-                    "optimiser parameters do not match the phase",
-                ));
-            }
-            for (i, (name, var)) in adam.params.iter().enumerate() {
-                adam.m[i] = get(&format!("adam.m.{name}"))?.to_device(var.device())?;
-                adam.v[i] = get(&format!("adam.v.{name}"))?.to_device(var.device())?;
-            }
-            adam.t = meta.adam_step;
-            Some((phase, adam))
-        }
-        None => None,
-    };
-    st.history.clear();
-    for e in 0..meta.epochs_done {
-        let bin = (0..st.masks.len())
-            .map(|s| get(&format!("epoch{e}.mask.{s}")))
-            .collect::<Result<Vec<_>>>()?;
-        let t = |k: &str| -> Result<Tensor> {
-            Ok(get(&format!("epoch{e}.head.{k}"))?.to_device(device)?)
-        };
-        let heads = Heads::from_tensors([
-            t(HEAD_KEYS[0])?,
-            t(HEAD_KEYS[1])?,
-            t(HEAD_KEYS[2])?,
-            t(HEAD_KEYS[3])?,
-        ])?;
-        st.history.push((bin, heads));
-    }
-    if meta.log.len() != meta.epochs_done {
-        return Err(GradSplitError::bad(
-            &meta_path,
-            "epoch log length does not match epochs_done",
-        ));
-    }
-    st.log = meta.log;
-    Ok(Some(meta.epochs_done))
 }

@@ -3,7 +3,7 @@
 use candle_core::Device;
 use cnn_data::{ImageSet, ImageShape, InputFormat, Normalization};
 use cnn_models::spec::{ConvSpec, InputShape, LinearSpec};
-use cnn_models::{LayerSpec, Model, ModelSpec, TrainConfig, TrainData};
+use cnn_models::{Checkpointing, LayerSpec, Model, ModelSpec, Resume, TrainConfig, TrainData};
 use splitter_grad::{grad_split, GradSplitConfig, GradSplitError, GradSplitEvent, MaskInit};
 
 /// Class c images are bright in quadrant c (4 classes, 16×16 grey).
@@ -112,7 +112,7 @@ fn trained_model(set: &ImageSet, train: &[usize], val: &[usize]) -> Model {
         eval_batch: 64,
         ..Default::default()
     };
-    cnn_models::train(&mut model, &data, &cfg, None, false, &mut |_| {}).unwrap();
+    cnn_models::train(&mut model, &data, &cfg, Checkpointing::Off, &mut |_| {}).unwrap();
     model
 }
 
@@ -149,8 +149,8 @@ fn same_seed_same_masks_and_resume_is_exact() {
         format: format16(),
     };
     let cfg = short_cfg();
-    let a = grad_split(&model, &data, &cfg, None, false, &mut |_| {}).unwrap();
-    let b = grad_split(&model, &data, &cfg, None, false, &mut |_| {}).unwrap();
+    let a = grad_split(&model, &data, &cfg, Checkpointing::Off, &mut |_| {}).unwrap();
+    let b = grad_split(&model, &data, &cfg, Checkpointing::Off, &mut |_| {}).unwrap();
     assert_eq!(a.masks, b.masks);
     assert_eq!(a.chosen_epoch, b.chosen_epoch);
     let losses =
@@ -163,19 +163,37 @@ fn same_seed_same_masks_and_resume_is_exact() {
     // interrupted after epoch 2, then resumed: bit-for-bit the same
     let dir = tempfile::tempdir().unwrap();
     let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        grad_split(&model, &data, &cfg, Some(dir.path()), false, &mut |e| {
-            if let GradSplitEvent::EpochStart { epoch: 3, .. } = e {
-                panic!("interrupt");
-            }
-        })
+        grad_split(
+            &model,
+            &data,
+            &cfg,
+            Checkpointing::In {
+                dir: dir.path(),
+                resume: Resume::Fresh,
+            },
+            &mut |e| {
+                if let GradSplitEvent::EpochStart { epoch: 3, .. } = e {
+                    panic!("interrupt");
+                }
+            },
+        )
     }));
     assert!(interrupted.is_err());
     let mut resumed_at = None;
-    let c = grad_split(&model, &data, &cfg, Some(dir.path()), true, &mut |e| {
-        if let GradSplitEvent::Started { resumed_after, .. } = e {
-            resumed_at = *resumed_after;
-        }
-    })
+    let c = grad_split(
+        &model,
+        &data,
+        &cfg,
+        Checkpointing::In {
+            dir: dir.path(),
+            resume: Resume::Continue,
+        },
+        &mut |e| {
+            if let GradSplitEvent::Started { resumed_after, .. } = e {
+                resumed_at = *resumed_after;
+            }
+        },
+    )
     .unwrap();
     assert_eq!(resumed_at, Some(2));
     assert_eq!(c.masks, a.masks);
@@ -194,11 +212,20 @@ fn same_seed_same_masks_and_resume_is_exact() {
         ..cfg.clone()
     };
     let mut ran = 0;
-    let d = grad_split(&model, &data, &shorter, Some(dir.path()), true, &mut |e| {
-        if let GradSplitEvent::EpochStart { .. } = e {
-            ran += 1;
-        }
-    })
+    let d = grad_split(
+        &model,
+        &data,
+        &shorter,
+        Checkpointing::In {
+            dir: dir.path(),
+            resume: Resume::Continue,
+        },
+        &mut |e| {
+            if let GradSplitEvent::EpochStart { .. } = e {
+                ran += 1;
+            }
+        },
+    )
     .unwrap();
     assert_eq!(ran, 0);
     assert_eq!(losses(&d), losses(&a)[..2].to_vec());
@@ -206,7 +233,17 @@ fn same_seed_same_masks_and_resume_is_exact() {
 
     // a different config on resume names the difference
     let other = GradSplitConfig { lambda: 0.2, ..cfg };
-    let err = grad_split(&model, &data, &other, Some(dir.path()), true, &mut |_| {}).unwrap_err();
+    let err = grad_split(
+        &model,
+        &data,
+        &other,
+        Checkpointing::In {
+            dir: dir.path(),
+            resume: Resume::Continue,
+        },
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(matches!(err, GradSplitError::ConfigChanged { .. }));
     assert!(err.to_string().contains("lambda"), "{err}");
 }
@@ -228,7 +265,7 @@ fn two_epochs_lower_the_loss_and_masks_match_extraction() {
         eval_batch: 32,
         ..Default::default()
     };
-    let r = grad_split(&model, &data, &cfg, None, false, &mut |_| {}).unwrap();
+    let r = grad_split(&model, &data, &cfg, Checkpointing::Off, &mut |_| {}).unwrap();
     assert_eq!(r.log.len(), 2);
     assert!(r.log[1].train_loss < r.log[0].train_loss, "{:?}", r.log);
     // warm-up keeps the all-ones masks
@@ -251,7 +288,7 @@ fn module_round_trip_and_parent_check() {
         val: val.clone(),
         format: format16(),
     };
-    let r = grad_split(&model, &data, &short_cfg(), None, false, &mut |_| {}).unwrap();
+    let r = grad_split(&model, &data, &short_cfg(), Checkpointing::Off, &mut |_| {}).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (x, _) = cnn_data::to_tensor(&set, &val, &format16(), None, &Device::Cpu).unwrap();
     for c in 0..4 {
@@ -318,14 +355,23 @@ fn checkpoint_format_1_resumes_and_other_versions_are_refused_with_both_versions
         format: format16(),
     };
     let cfg = short_cfg();
-    let full = grad_split(&model, &data, &cfg, None, false, &mut |_| {}).unwrap();
+    let full = grad_split(&model, &data, &cfg, Checkpointing::Off, &mut |_| {}).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        grad_split(&model, &data, &cfg, Some(dir.path()), false, &mut |e| {
-            if let GradSplitEvent::EpochStart { epoch: 3, .. } = e {
-                panic!("interrupt");
-            }
-        })
+        grad_split(
+            &model,
+            &data,
+            &cfg,
+            Checkpointing::In {
+                dir: dir.path(),
+                resume: Resume::Fresh,
+            },
+            &mut |e| {
+                if let GradSplitEvent::EpochStart { epoch: 3, .. } = e {
+                    panic!("interrupt");
+                }
+            },
+        )
     }));
     assert!(interrupted.is_err());
     let meta_path = dir.path().join("gradsplit.json");
@@ -344,7 +390,17 @@ fn checkpoint_format_1_resumes_and_other_versions_are_refused_with_both_versions
     m.remove("tensors_file");
     m.insert("format_version".into(), serde_json::json!(1));
     std::fs::write(&meta_path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-    let resumed = grad_split(&model, &data, &cfg, Some(dir.path()), true, &mut |_| {}).unwrap();
+    let resumed = grad_split(
+        &model,
+        &data,
+        &cfg,
+        Checkpointing::In {
+            dir: dir.path(),
+            resume: Resume::Continue,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(resumed.masks, full.masks);
     assert_eq!(resumed.chosen_epoch, full.chosen_epoch);
     let mut names: Vec<String> = std::fs::read_dir(dir.path())
@@ -356,10 +412,19 @@ fn checkpoint_format_1_resumes_and_other_versions_are_refused_with_both_versions
 
     let resume = |json: &str| {
         std::fs::write(&meta_path, json).unwrap();
-        grad_split(&model, &data, &cfg, Some(dir.path()), true, &mut |_| {})
-            .map(|_| ())
-            .expect_err("refused")
-            .to_string()
+        grad_split(
+            &model,
+            &data,
+            &cfg,
+            Checkpointing::In {
+                dir: dir.path(),
+                resume: Resume::Continue,
+            },
+            &mut |_| {},
+        )
+        .map(|_| ())
+        .expect_err("refused")
+        .to_string()
     };
     let err = resume(&v2.replace("\"format_version\": 2", "\"format_version\": 3"));
     assert!(
