@@ -272,7 +272,7 @@ pub enum Method {
 /// Initial population of CNNSplitter.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InitChoice {
-    /// Keep ratios from the preset's lists, important groups more likely (spec §6.4).
+    /// Keep ratios from the preset's lists, important groups more likely (design §6.4).
     Heuristic,
     /// Every gene Bernoulli(0.5).
     Random,
@@ -438,7 +438,7 @@ impl DecomposeArgs {
 /// Calibration of a module's score when patching.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CalibrationChoice {
-    /// (score − min) / (max − min) with the range stored in the module file (spec §7).
+    /// (score − min) / (max − min) with the range stored in the module file (design §7).
     Minmax,
     /// The raw score.
     None,

@@ -321,7 +321,7 @@ pub fn save_class_module(out: &Path, c: usize, module: &Module) -> Result<serde_
     }))
 }
 
-/// Measure a module's min–max calibration range (spec §7): its scores on the images of its own
+/// Measure a module's min–max calibration range (design §7): its scores on the images of its own
 /// class among `indices` of `set`.
 pub fn calibrate(
     module: &mut Module,

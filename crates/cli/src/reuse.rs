@@ -1,4 +1,4 @@
-//! `reuse select` and `reuse new-task` (spec §8), and running composed-model directories in
+//! `reuse select` and `reuse new-task` (design §8), and running composed-model directories in
 //! `eval`, `predict` and `inspect`.
 //!
 //! Both scenarios work on a *task*: a list of classes, each the images of one class of one of

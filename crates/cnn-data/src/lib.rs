@@ -7,7 +7,7 @@
 //! * [`DatasetSpec`] strings such as `fashion-mnist`, `cifar10=DIR` or `folder=DIR`, and
 //!   [`load_dataset`], which returns the official train and test splits.
 //! * [`to_tensor`] and [`Batches`]: centred zero-padding (28→32), grey→RGB channel
-//!   repetition, per-channel [`Normalization`] and the training [`Augment`]ation of spec §2.2.
+//!   repetition, per-channel [`Normalization`] and the training [`Augment`]ation of design §2.2.
 //! * Seeded splits: [`train_val_split`], [`stratified_split`], [`head_split`] and
 //!   GradSplitter's Dirichlet estimator subsets, [`dirichlet_subset`].
 //!

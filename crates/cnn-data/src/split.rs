@@ -1,5 +1,5 @@
 //! Seeded index splits: train/validation, per-class stratified, head/tail and GradSplitter's
-//! Dirichlet estimator subsets (spec §2.3).
+//! Dirichlet estimator subsets (design §2.3).
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -61,7 +61,7 @@ pub fn stratified_split(
 
 /// File-order split of `0..n` (no shuffling): the first `⌊fraction·n⌋` indices and the rest.
 /// With 0.2 on an official test split this gives the module-evaluation set and the test
-/// set of spec §2.3.
+/// set of design §2.3.
 pub fn head_split(n: usize, fraction: f64) -> (Vec<usize>, Vec<usize>) {
     let k = ((clamp_fraction(fraction) * n as f64).floor() as usize).min(n);
     ((0..k).collect(), (k..n).collect())
@@ -87,7 +87,7 @@ pub struct DirichletSubset {
 /// Draws after which [`dirichlet_subset_detailed`] stops rejecting and keeps the best draw.
 pub const MAX_DIRICHLET_DRAWS: usize = 10_000;
 
-/// GradSplitter's class-imbalanced estimator subset (spec §2.3), returning `(train, val)`
+/// GradSplitter's class-imbalanced estimator subset (design §2.3), returning `(train, val)`
 /// index lists into the set whose labels are given. See [`dirichlet_subset_detailed`].
 pub fn dirichlet_subset(
     labels: &[u16],
@@ -100,7 +100,7 @@ pub fn dirichlet_subset(
     (d.train, d.val)
 }
 
-/// The loop of spec §2.3 with a `ChaCha8Rng` seeded from `seed`:
+/// The loop of design §2.3 with a `ChaCha8Rng` seeded from `seed`:
 ///
 /// ```text
 /// repeat:

@@ -55,7 +55,7 @@ impl Normalization {
         }
     }
 
-    /// The default statistics of a dataset kind (spec §2.1): Fashion-MNIST 0.2860/0.3530 and
+    /// The default statistics of a dataset kind (design §2.1): Fashion-MNIST 0.2860/0.3530 and
     /// MNIST 0.1307/0.3081 on every channel; CIFAR-10/100 and SVHN the ImageNet statistics
     /// (as the reference code); image folders 0.5/0.5. For a channel count other than 3 the
     /// three-channel statistics are averaged.
@@ -136,7 +136,7 @@ pub struct InputFormat {
 
 impl InputFormat {
     /// 3 channels, 32×32 and [`Normalization::for_dataset`] for every kind (grey 28×28
-    /// images: zero-pad to 32×32, normalise, repeat the channel three times; spec §2.1).
+    /// images: zero-pad to 32×32, normalise, repeat the channel three times; design §2.1).
     pub fn for_dataset(kind: DatasetKind) -> Self {
         InputFormat {
             channels: 3,
@@ -146,7 +146,7 @@ impl InputFormat {
     }
 }
 
-/// Training augmentation (spec §2.2): optional horizontal flip with p = 0.5, then padding by
+/// Training augmentation (design §2.2): optional horizontal flip with p = 0.5, then padding by
 /// `crop_padding` pixels of raw value 0 per side and a random crop back to the input size at
 /// an offset uniform in `{0..2·crop_padding}²`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

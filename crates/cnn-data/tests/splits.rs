@@ -1,4 +1,4 @@
-//! Seeded splits and the Dirichlet estimator sampler (spec §2.3, §12.10).
+//! Seeded splits and the Dirichlet estimator sampler (design §2.3, §12.10).
 
 use std::collections::HashSet;
 

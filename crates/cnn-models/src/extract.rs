@@ -1,4 +1,4 @@
-//! Physical extraction of a module (spec §5.9): a smaller network holding only the kernels a
+//! Physical extraction of a module (design §5.9): a smaller network holding only the kernels a
 //! per-site mask retains, whose outputs equal the masked model's.
 //!
 //! Convs whose mask retains nothing keep one zero channel (conv weight and bias 0, BatchNorm
@@ -42,7 +42,7 @@ pub struct ExtractInfo {
     pub retained: Vec<Vec<usize>>,
     /// Physical convs that retain nothing and were reduced to one zero channel.
     pub zeroed_convs: Vec<usize>,
-    /// Retained kernels summed over physical convs (zeroed convs count 0, spec §5.8).
+    /// Retained kernels summed over physical convs (zeroed convs count 0, design §5.8).
     pub kernels: usize,
 }
 
@@ -68,7 +68,7 @@ pub fn check_masks(analysis: &Analysis, masks: &[KernelMask]) -> Result<()> {
 }
 
 /// Kernel count of a mask set: Σ over physical convs of the popcount of its site's mask, so a
-/// site shared by several convs counts at each of them (spec §5.8).
+/// site shared by several convs counts at each of them (design §5.8).
 pub fn kernel_count(analysis: &Analysis, masks: &[KernelMask]) -> usize {
     analysis
         .convs
@@ -95,7 +95,7 @@ pub fn mask_tensors(masks: &[KernelMask], device: &Device) -> Result<Vec<Tensor>
 
 /// Full-model channel indices a layer reading `src` keeps in the extracted network, given the
 /// retained list of every site (an empty site keeps its zero channel 0). Concatenated parts are
-/// shifted by the *full* widths of the parts before them (spec §5.9 step 2).
+/// shifted by the *full* widths of the parts before them (design §5.9 step 2).
 pub fn source_indices(src: &ChannelSource, site_retained: &[Vec<usize>]) -> Vec<usize> {
     match src {
         ChannelSource::Input(c) => (0..*c).collect(),
@@ -150,7 +150,7 @@ fn select(t: &Tensor, dim: usize, idx: &[usize]) -> Result<Tensor> {
 }
 
 /// Build the module network of a mask set (one [`KernelMask`] per site): the same layers with
-/// sliced widths and sliced tensors (spec §5.9). Its evaluation-mode outputs equal the model's
+/// sliced widths and sliced tensors (design §5.9). Its evaluation-mode outputs equal the model's
 /// forward with these masks.
 pub fn extract_module(model: &Model, masks: &[KernelMask]) -> Result<(Model, ExtractInfo)> {
     let analysis = model.analysis();

@@ -49,7 +49,7 @@ pub use train::{train, TrainConfig, TrainData, TrainEvent, TrainReport};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-/// The independent random streams derived from one master seed (spec §11.13).
+/// The independent random streams derived from one master seed (design §11.13).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
     /// Weight initialisation.

@@ -1,5 +1,5 @@
 //! Classification metrics: accuracy, per-class precision/recall/F1, confusion matrix.
-//! A ratio with a zero denominator is defined as 0 (spec §7, §11.12), never NaN.
+//! A ratio with a zero denominator is defined as 0 (design §7, §11.12), never NaN.
 
 use serde::{Deserialize, Serialize};
 

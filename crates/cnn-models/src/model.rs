@@ -61,11 +61,11 @@ pub struct ForwardOptions<'a> {
     pub masks: Option<&'a [Tensor]>,
     /// Kernel masks per physical conv (same shapes as `masks`, indexed by conv), taking
     /// precedence over `masks`: convs that share a site can then use separate binariser
-    /// outputs, so a straight-through backward is clipped per use (spec §5.2).
+    /// outputs, so a straight-through backward is clipped per use (design §5.2).
     pub conv_masks: Option<&'a [Tensor]>,
     /// When set, every conv's activity is pushed here in conv order: the L1 norm over H×W of
     /// its output after activation and mask, `[B, C]` per conv (CNNSplitter's kernel
-    /// importance, spec §6.1).
+    /// importance, design §6.1).
     pub activity: Option<&'a mut Vec<Tensor>>,
 }
 
@@ -79,7 +79,7 @@ struct Walk<'a, 'o> {
 }
 
 impl Model {
-    /// A freshly initialised model (spec §3 init), every draw from `seed` through ChaCha8.
+    /// A freshly initialised model (design §3 init), every draw from `seed` through ChaCha8.
     pub fn init(spec: ModelSpec, seed: u64, device: &Device) -> Result<Self> {
         let analysis = spec.analyse()?;
         let mut rng = crate::seeded(seed, crate::Stream::Init);

@@ -1,4 +1,4 @@
-//! Module artefacts (spec §5.9, §6.8, §11.14): the extracted network of one class, saved as
+//! Module artefacts (design §5.9, §6.8, §11.14): the extracted network of one class, saved as
 //! `module.safetensors` (the network's tensors under the architecture's names, plus
 //! `module_head.{0,2}.{weight,bias}` for a GradSplitter module) and `module.json`
 //! ([`ModuleMeta`]).
@@ -43,7 +43,7 @@ pub const HEAD_KEYS: [&str; 4] = ["0.weight", "0.bias", "2.weight", "2.bias"];
 
 /// One GradSplitter module's head: `w1` `[H, N]`, `b1` `[H]`, `w2` `[1, H]`, `b2` `[1]` (the
 /// `module_head.{0,2}.{weight,bias}` tensors of a module file); y = sigmoid(W2·ReLU(W1·ReLU(z) +
-/// b1) + b2) (spec §5.4).
+/// b1) + b2) (design §5.4).
 #[derive(Clone, Debug)]
 pub struct ModuleHead {
     /// First layer weight.
@@ -148,7 +148,7 @@ pub struct ModuleMeta {
     /// Whether the module has a head, included in `params` and `macs` (GradSplitter modules).
     pub head_included: bool,
     /// Score range (min, max) of the module on the parent's validation images of its class,
-    /// the min–max calibration of patching (spec §7); absent when not measured.
+    /// the min–max calibration of patching (design §7); absent when not measured.
     #[serde(default)]
     pub calibration: Option<(f64, f64)>,
     /// Input format of the parent model.

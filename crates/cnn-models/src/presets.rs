@@ -1,4 +1,4 @@
-//! The paper's architectures as [`ModelSpec`] presets (spec §3), scaled by a width multiplier.
+//! The paper's architectures as [`ModelSpec`] presets (design §3), scaled by a width multiplier.
 
 use crate::spec::{ConvInit, ConvSpec, InputShape, LayerSpec, LinearSpec, ModelSpec};
 
@@ -221,7 +221,7 @@ pub fn incecnn(width: f64, in_channels: usize, num_classes: usize) -> ModelSpec 
     }
 }
 
-/// SimCNNWeak, the small "simple" weak model of patching (spec §3.2): 4 × [conv 3×3 → 64·w,
+/// SimCNNWeak, the small "simple" weak model of patching (design §3.2): 4 × [conv 3×3 → 64·w,
 /// ReLU, max-pool 2] → flatten (64·w × 2 × 2) → FC → N, no BatchNorm (conv names `conv_{i}`).
 ///
 /// ```

@@ -1,4 +1,4 @@
-//! Training (spec §4): SGD with momentum and weight decay as PyTorch does it, step learning-rate
+//! Training (design §4): SGD with momentum and weight decay as PyTorch does it, step learning-rate
 //! schedule, best epoch by validation accuracy, per-epoch checkpoints and exact resume.
 
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use crate::evaluate::evaluate;
 use crate::model::{ForwardOptions, Model};
 use crate::{epoch_rng, Stream};
 
-/// The training recipe. Defaults are the paper's (spec §4, first row).
+/// The training recipe. Defaults are the paper's (design §4, first row).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Epochs.
@@ -461,7 +461,7 @@ pub enum DataSplit {
         /// Use only the first `limit` training images (quick runs).
         limit: Option<usize>,
     },
-    /// The spec's Dirichlet class-imbalanced estimator subset (§2.3): 80 % train, 20 % val.
+    /// The Dirichlet class-imbalanced estimator subset (design §2.3): 80 % train, 20 % val.
     Estimator {
         /// Estimator seed.
         seed: u64,

@@ -1,5 +1,5 @@
 //! Weight initialisation, and reading/writing weights as safetensors under the PyTorch
-//! state_dict names of the reference models (spec §3.3).
+//! state_dict names of the reference models (design §3.3).
 
 use std::collections::BTreeMap;
 use std::path::Path;

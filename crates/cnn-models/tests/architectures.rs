@@ -1,4 +1,4 @@
-//! Shapes, sizes, mask sites and costs of the paper's architectures (spec §3, §9, §12.9).
+//! Shapes, sizes, mask sites and costs of the paper's architectures (design §3, §9, §12.9).
 
 use candle_core::{DType, Device, Tensor};
 use cnn_models::spec::{ChannelSource, ConvSpec, InputShape, LayerSpec, LinearSpec};
@@ -93,7 +93,7 @@ fn rescnn_couples_residual_pairs_into_nine_sites() {
         .map(|s| s.convs.clone())
         .collect();
     assert_eq!(sites_with_two, vec![vec![1, 3], vec![5, 7], vec![9, 11]]);
-    // input sizes of the table in spec §3.1
+    // input sizes of the table in design §3.1
     let sizes: Vec<usize> = a.convs.iter().map(|c| c.in_hw.0).collect();
     assert_eq!(sizes, vec![32, 32, 16, 16, 16, 8, 4, 4, 4, 2, 1, 1]);
 }

@@ -444,7 +444,7 @@ fn all_ones_masks_reproduce_the_logits_exactly() {
 
 #[test]
 fn grouped_masks_equal_separate_forwards() {
-    // N modules as one N·B batch equal N separate forwards (spec §12.7)
+    // N modules as one N·B batch equal N separate forwards (design §12.7)
     let dev = Device::Cpu;
     let model = Model::init(presets::rescnn(0.125, 3, 10, true), 8, &dev).unwrap();
     let x = Tensor::randn(0f32, 1.0, (3, 3, 32, 32), &dev).unwrap();

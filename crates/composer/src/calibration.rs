@@ -1,4 +1,4 @@
-//! Calibration of module scores before patching (spec §7).
+//! Calibration of module scores before patching (design §7).
 
 use serde::{Deserialize, Serialize};
 

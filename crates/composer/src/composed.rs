@@ -1,4 +1,4 @@
-//! A composed model as a runnable artefact (spec §5.10, §8): a directory holding copies of the
+//! A composed model as a runnable artefact (design §5.10, §8): a directory holding copies of the
 //! chosen modules and `composition.json` ([`CompositionManifest`]). Label `k` of the composed
 //! classifier is the module in `classes[k]`; an image goes to the label whose module scores it
 //! highest.

@@ -1,4 +1,4 @@
-//! Composition of module scores (spec §5.10, §6.8).
+//! Composition of module scores (design §5.10, §6.8).
 
 use crate::error::{ComposerError, Result};
 

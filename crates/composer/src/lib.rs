@@ -1,5 +1,5 @@
 //! Compose class modules into classifiers, patch weak models, and pick modules for reuse
-//! (spec §5.10, §7, §8).
+//! (design §5.10, §7, §8).
 //!
 //! Everything here works on score matrices, so it does not depend on how the scores were
 //! produced:

@@ -1,4 +1,4 @@
-//! Accuracy and per-class precision, recall and F1 (spec §7, §8), with 0/0 defined as 0.
+//! Accuracy and per-class precision, recall and F1 (design §7, §8), with 0/0 defined as 0.
 
 use serde::{Deserialize, Serialize};
 
@@ -135,7 +135,7 @@ pub fn class_metrics(
         .collect())
 }
 
-/// Metrics of a module as a binary classifier of `class` (spec §8): an image is predicted
+/// Metrics of a module as a binary classifier of `class` (design §8): an image is predicted
 /// positive ⇔ its score > 0.5, and is actually positive ⇔ its label is `class`.
 pub fn binary_module_metrics(scores: &[f32], labels: &[u32], class: u32) -> Result<ClassMetrics> {
     if scores.len() != labels.len() {

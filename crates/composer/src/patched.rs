@@ -1,6 +1,6 @@
 //! A patched model as a runnable artefact: a directory holding a copy of the weak model, a copy
 //! of the module and `patch.json` ([`PatchManifest`]) saying how the module's calibrated score
-//! replaces one column of the weak model's softmax (spec §7).
+//! replaces one column of the weak model's softmax (design §7).
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,4 @@
-//! Patching a weak model with one strong-model module (spec §7).
+//! Patching a weak model with one strong-model module (design §7).
 
 use serde::{Deserialize, Serialize};
 
@@ -169,7 +169,7 @@ impl MetricChange {
     }
 }
 
-/// Effect of a patch on the weak task's test set (spec §7 metrics).
+/// Effect of a patch on the weak task's test set (design §7 metrics).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PatchReport {
     /// Label of the target class.

@@ -1,4 +1,4 @@
-//! Choosing modules for reuse (spec §8): best F1 per class, and new-task class mapping.
+//! Choosing modules for reuse (design §8): best F1 per class, and new-task class mapping.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! Calibration and patching on hand-computed examples (spec §7, invariant 13).
+//! Calibration and patching on hand-computed examples (design §7, invariant 13).
 
 use composer::{
     patch_and_report, softmax_rows, weak_predictions, Calibration, ComposerError, MetricChange,

@@ -1,4 +1,4 @@
-//! Module selection for reuse (spec §8, invariant 13).
+//! Module selection for reuse (design §8, invariant 13).
 
 use composer::{best_by_f1, map_classes, select_best_per_class, ClassMetrics, ComposerError};
 

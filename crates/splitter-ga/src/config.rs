@@ -1,4 +1,4 @@
-//! GA configuration (spec §6.5 table, §6.6, §6.7, §11.11).
+//! GA configuration (design §6.5 table, §6.6, §6.7, §11.11).
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{GaError, Result};
 use crate::genome::Genome;
 
-/// How generation 0 is drawn (spec §6.4).
+/// How generation 0 is drawn (design §6.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitStrategy {
@@ -19,7 +19,7 @@ pub enum InitStrategy {
     Random,
 }
 
-/// Which data scores generations for the final choice (spec §6.7, §11.11).
+/// Which data scores generations for the final choice (design §6.7, §11.11).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SelectionSplit {
@@ -29,7 +29,7 @@ pub enum SelectionSplit {
     Holdout,
 }
 
-/// Accuracy thresholds θ of the beam search by group class count (spec §6.6).
+/// Accuracy thresholds θ of the beam search by group class count (design §6.6).
 ///
 /// Sizes missing from the table are interpolated linearly between the nearest listed sizes
 /// and clamped to the first/last entry outside them \[ours\].
@@ -122,7 +122,7 @@ pub struct GaConfig {
     pub max_keep: usize,
     /// Initial population strategy.
     pub init: InitStrategy,
-    /// Divide the fitness by w + (1 − α) so the weights sum to 1 (§11.11; off = reference).
+    /// Divide the fitness by w + (1 − α) so the weights sum to 1 (design §11.11; off = reference).
     pub normalise_weights: bool,
     /// Stop after this many generations without a better generation score.
     pub early_stop: Option<usize>,
@@ -133,7 +133,7 @@ pub struct GaConfig {
 impl GaConfig {
     const THETA_10: [(usize, f64); 4] = [(2, 0.95), (4, 0.95), (8, 0.85), (10, 0.80)];
 
-    /// SimCNN on CIFAR-10 (spec §6.5 row 1); the other presets change some of its values.
+    /// SimCNN on CIFAR-10 (design §6.5 row 1); the other presets change some of its values.
     pub fn simcnn_cifar10() -> Self {
         Self {
             generations: 200,
@@ -156,7 +156,7 @@ impl GaConfig {
         }
     }
 
-    /// ResCNN on CIFAR-10 (spec §6.5 row 2).
+    /// ResCNN on CIFAR-10 (design §6.5 row 2).
     pub fn rescnn_cifar10() -> Self {
         Self {
             sensitive_layers: vec![0, 2, 3, 5],
@@ -166,7 +166,7 @@ impl GaConfig {
         }
     }
 
-    /// SimCNN on SVHN (spec §6.5 row 3).
+    /// SimCNN on SVHN (design §6.5 row 3).
     pub fn simcnn_svhn() -> Self {
         Self {
             mutation_percent: 10.0,
@@ -177,7 +177,7 @@ impl GaConfig {
         }
     }
 
-    /// ResCNN on SVHN (spec §6.5 row 4).
+    /// ResCNN on SVHN (design §6.5 row 4).
     pub fn rescnn_svhn() -> Self {
         Self {
             mutation_percent: 10.0,
@@ -189,7 +189,7 @@ impl GaConfig {
         }
     }
 
-    /// SimCNN on SVHN digits 0–4 (spec §6.5 row 5).
+    /// SimCNN on SVHN digits 0–4 (design §6.5 row 5).
     pub fn simcnn_svhn5() -> Self {
         Self {
             generations: 100,
@@ -204,7 +204,7 @@ impl GaConfig {
         }
     }
 
-    /// ResCNN on SVHN digits 0–4 (spec §6.5 row 6).
+    /// ResCNN on SVHN digits 0–4 (design §6.5 row 6).
     pub fn rescnn_svhn5() -> Self {
         Self {
             generations: 100,

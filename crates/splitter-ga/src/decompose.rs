@@ -1,4 +1,4 @@
-//! The whole CNNSplitter pipeline on a model (spec §6): kernel importance → layer
+//! The whole CNNSplitter pipeline on a model (design §6): kernel importance → layer
 //! sensitivity → one GA per class with joint fitness → the chosen generation's kernel masks.
 //! Every generation is checkpointed (with [`cnn_models::checkpoint::Checkpointer`]); a resumed
 //! run continues bit for bit.

@@ -1,5 +1,5 @@
 //! The [`PopulationEvaluator`] of a real model: each chromosome is decoded through its class's
-//! importance order, extracted into a smaller network (spec §6.8) and run on the fitness images.
+//! importance order, extracted into a smaller network (design §6.8) and run on the fitness images.
 
 use std::collections::HashMap;
 

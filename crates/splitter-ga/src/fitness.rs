@@ -1,4 +1,4 @@
-//! Joint fitness of all classes' populations (spec §6.6): accuracy and diversity of
+//! Joint fitness of all classes' populations (design §6.6): accuracy and diversity of
 //! compositions, found by a level-wise beam search over precomputed module outputs.
 //!
 //! Everything here works on precomputed numbers, so it is independent of any model: for each
@@ -294,7 +294,7 @@ fn validate(labels: &[u32], classes: &[Vec<SolutionOutput>], class_order: &[usiz
     Ok(())
 }
 
-/// Computes one generation's fitness table by the level-wise beam search of spec §6.6.
+/// Computes one generation's fitness table by the level-wise beam search of design §6.6.
 ///
 /// `labels[i]` is the class of fitness image `i`; `classes[c][s]` is solution `s` of class
 /// `c`; `class_order` is this generation's shuffled class order, which fixes the pairing of

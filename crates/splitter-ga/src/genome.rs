@@ -1,4 +1,4 @@
-//! Genome layout (spec §6.3): gene-layers, kernel groups, decoding and identifier sets.
+//! Genome layout (design §6.3): gene-layers, kernel groups, decoding and identifier sets.
 
 use std::ops::Range;
 
@@ -54,7 +54,7 @@ impl GeneLayer {
     }
 }
 
-/// Scales a width-1 channel count: `max(1, round(width · channels))` (spec §3.4).
+/// Scales a width-1 channel count: `max(1, round(width · channels))` (design §3.4).
 fn scale_channels(channels: usize, width: f64) -> usize {
     ((channels as f64 * width).round() as usize).max(1)
 }
@@ -275,7 +275,7 @@ impl Genome {
         Ok(())
     }
 
-    /// The identity importance order of every gene-layer (the "random" ablation of §6.1).
+    /// The identity importance order of every gene-layer (the "random" ablation of design §6.1).
     pub fn identity_orders(&self) -> Vec<Vec<usize>> {
         self.layers
             .iter()

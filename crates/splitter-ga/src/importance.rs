@@ -1,4 +1,4 @@
-//! Kernel importance (spec §6.1): how strongly each kernel fires on the images of a class that
+//! Kernel importance (design §6.1): how strongly each kernel fires on the images of a class that
 //! the model classifies confidently, which orders the kernels of every gene-layer per class.
 
 use candle_core::{DType, Tensor, D};
@@ -42,7 +42,7 @@ impl KernelImportance {
 
 /// Measures kernel importance on normalised images `x` `[n, C, H, W]` with `labels`: for class
 /// c, the class-c images whose softmax probability of c is at least `confidence` (all class-c
-/// images when none is), in batches of `batch` with running sums (spec §11.10). Coupled convs
+/// images when none is), in batches of `batch` with running sums (design §11.10). Coupled convs
 /// of one site share a ranking because their activities are summed.
 ///
 /// ```

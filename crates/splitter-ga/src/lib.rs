@@ -1,4 +1,4 @@
-//! CNNSplitter's genetic search (spec §6.3–6.7), independent of any model.
+//! CNNSplitter's genetic search (design §6.3–6.7), independent of any model.
 //!
 //! One binary chromosome per class says which kernel groups of each gene-layer its module
 //! keeps ([`Genome`]). Populations start heuristically ([`initial_population`]), breed by

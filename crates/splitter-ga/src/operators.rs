@@ -1,4 +1,4 @@
-//! GA operators (spec §6.5): ranking, one-point crossover, mutation, next population.
+//! GA operators (design §6.5): ranking, one-point crossover, mutation, next population.
 
 use rand::seq::index;
 use rand::Rng;

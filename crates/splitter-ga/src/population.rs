@@ -1,4 +1,4 @@
-//! Initial populations (spec §6.4).
+//! Initial populations (design §6.4).
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;

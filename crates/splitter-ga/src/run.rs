@@ -1,4 +1,4 @@
-//! The GA driver (spec §6.5–6.7): one population per class, joint fitness, generation choice,
+//! The GA driver (design §6.5–6.7): one population per class, joint fitness, generation choice,
 //! checkpointable state.
 
 use rand::seq::SliceRandom;

@@ -1,4 +1,4 @@
-//! Layer sensitivity (spec §6.2): how much composed accuracy falls when one gene-layer keeps
+//! Layer sensitivity (design §6.2): how much composed accuracy falls when one gene-layer keeps
 //! only its most important kernels, which marks the layers the initial population prunes
 //! gently.
 

@@ -1,4 +1,4 @@
-//! Joint fitness by level-wise beam search (spec §6.6), checked on hand-computed examples and
+//! Joint fitness by level-wise beam search (design §6.6), checked on hand-computed examples and
 //! against brute force.
 
 use proptest::prelude::*;

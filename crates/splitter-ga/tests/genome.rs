@@ -1,4 +1,4 @@
-//! Genome layout, decoding and kernel counting (spec §6.3, invariant 11).
+//! Genome layout, decoding and kernel counting (design §6.3, invariant 11).
 
 use proptest::prelude::*;
 use rand::seq::SliceRandom;

@@ -1,4 +1,4 @@
-//! Initial population and GA operators (spec §6.4, §6.5).
+//! Initial population and GA operators (design §6.4, §6.5).
 
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};

@@ -1,5 +1,5 @@
 //! The GA driver: determinism across seeds and thread counts, checkpoints, elites, generation
-//! choice, configuration presets (spec §6.5–6.7, invariant 12).
+//! choice, configuration presets (design §6.5–6.7, invariant 12).
 
 use proptest::prelude::*;
 use rand::SeedableRng;

@@ -1,9 +1,9 @@
-//! The search settings (spec §5.6 defaults), the epoch schedule and the choice of the final
-//! epoch (spec §5.7).
+//! The search settings (design §5.6 defaults), the epoch schedule and the choice of the final
+//! epoch (design §5.7).
 
 use serde::{Deserialize, Serialize};
 
-/// How the real-valued masks are initialised (spec §5.1).
+/// How the real-valued masks are initialised (design §5.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum MaskInit {
@@ -28,7 +28,7 @@ pub enum Phase {
     Head,
 }
 
-/// Every number of a GradSplitter search. `Default` gives the paper's values (spec §5.6).
+/// Every number of a GradSplitter search. `Default` gives the paper's values (design §5.6).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GradSplitConfig {
     /// Head-only warm-up epochs H0.
@@ -181,7 +181,7 @@ pub struct EpochRecord {
     pub train_loss: f64,
     /// Composed validation accuracy acc_e (argmax of the module scores).
     pub val_accuracy: f64,
-    /// Mean kernel count k_e over modules (spec §5.8).
+    /// Mean kernel count k_e over modules (design §5.8).
     pub mean_kernels: f64,
     /// Mean kernel retention rate over modules.
     pub mean_krr: f64,
@@ -189,7 +189,7 @@ pub struct EpochRecord {
     pub seconds: f64,
 }
 
-/// The final-epoch rule of spec §5.7: among epochs with `model_accuracy − acc_e < tolerance`,
+/// The final-epoch rule of design §5.7: among epochs with `model_accuracy − acc_e < tolerance`,
 /// the fewest mean kernels, ties → higher accuracy → earlier epoch; with no candidate, the most
 /// accurate epoch (earliest on ties). Returns an index into `log`, `None` for an empty log.
 ///

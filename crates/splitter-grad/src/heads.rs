@@ -1,4 +1,4 @@
-//! Module heads (spec §5.4 step 3): for module c, y_c = sigmoid(W2·ReLU(W1·ReLU(z_c) + b1) + b2),
+//! Module heads (design §5.4 step 3): for module c, y_c = sigmoid(W2·ReLU(W1·ReLU(z_c) + b1) + b2),
 //! held for all N modules at once as batched tensors.
 
 use candle_core::{DType, Device, Tensor};
@@ -126,7 +126,7 @@ impl Heads {
     }
 }
 
-/// Mean softmax cross-entropy applied to the sigmoid scores as if they were logits (spec §5.5).
+/// Mean softmax cross-entropy applied to the sigmoid scores as if they were logits (design §5.5).
 pub fn ce_on_scores(y: &Tensor, labels: &Tensor) -> Result<Tensor> {
     let lse = y.exp()?.sum_keepdim(1)?.log()?;
     let picked = y.gather(&labels.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?;

@@ -1,10 +1,10 @@
 //! # splitter-grad
 //!
-//! GradSplitter (spec §5): for every class c of a trained CNN, a real-valued kernel mask per
+//! GradSplitter (design §5): for every class c of a trained CNN, a real-valued kernel mask per
 //! mask site and a small head are trained by gradient descent through a binarising
 //! straight-through estimator, while the model stays frozen. The N modules run as one batched
 //! masked forward; every epoch is validated and checkpointed, and the final epoch is chosen by
-//! the rule of spec §5.7. [`cnn_models::module::build_module`] then extracts a class's module as
+//! the rule of design §5.7. [`cnn_models::module::build_module`] then extracts a class's module as
 //! a smaller network plus its head, in the module format both splitters share.
 //!
 //! ```

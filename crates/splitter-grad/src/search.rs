@@ -1,6 +1,6 @@
-//! The GradSplitter search (spec §5.4–§5.7): N modules trained as one batched masked forward of
-//! the frozen model, per-epoch validation, per-epoch checkpoints with exact resume (written by
-//! [`cnn_models::checkpoint::Checkpointer`]), and the automatic choice of the final epoch.
+//! The GradSplitter search (design §5.4–§5.7): N modules trained as one batched masked forward
+//! of the frozen model, per-epoch validation, per-epoch checkpoints with exact resume (written
+//! by [`cnn_models::checkpoint::Checkpointer`]), and the automatic choice of the final epoch.
 
 use std::time::Instant;
 
@@ -65,7 +65,7 @@ pub enum GradSplitEvent {
 /// The outcome of a search: the chosen epoch's masks and heads and the whole log.
 #[derive(Clone, Debug)]
 pub struct GradSplitResult {
-    /// 1-based chosen epoch (spec §5.7).
+    /// 1-based chosen epoch (design §5.7).
     pub chosen_epoch: usize,
     /// Binary masks of the chosen epoch: `masks[c][s]` is module c's mask of site s.
     pub masks: Vec<Vec<KernelMask>>,
@@ -82,7 +82,7 @@ pub struct GradSplitResult {
 }
 
 impl GradSplitResult {
-    /// Kernel count of module `c` (spec §5.8).
+    /// Kernel count of module `c` (design §5.8).
     pub fn kernels(&self, analysis: &cnn_models::Analysis, c: usize) -> usize {
         cnn_models::extract::kernel_count(analysis, &self.masks[c])
     }
@@ -154,7 +154,7 @@ fn batch_step(
     let k_tot = analysis.total_kernels();
     let xr = x.repeat((n, 1, 1, 1))?;
     // one binariser use per physical conv (a shared ResCNN site is used twice), so each use's
-    // straight-through gradient is clipped on its own (spec §5.2)
+    // straight-through gradient is clipped on its own (design §5.2)
     let mts: Vec<Tensor> = analysis
         .convs
         .iter()

@@ -1,4 +1,4 @@
-//! Binarisation with a straight-through estimator (spec §5.2): forward b = 1[m > 0], backward
+//! Binarisation with a straight-through estimator (design §5.2): forward b = 1[m > 0], backward
 //! ∂L/∂m = clip(∂L/∂b, −1, 1) for each use separately (every call is its own autograd node, so
 //! the contributions of several uses are clipped one by one and then summed).
 
@@ -39,7 +39,7 @@ impl CustomOp1 for BinarizeSte {
     }
 }
 
-/// b = 1[m > 0] as f32 with the clipped straight-through backward of spec §5.2.
+/// b = 1[m > 0] as f32 with the clipped straight-through backward of design §5.2.
 ///
 /// The op runs on the CPU; a tensor on another device is moved there and back (both moves are
 /// differentiable), so it works on every device. Masks are small, so the copies cost little.

@@ -1,4 +1,4 @@
-//! The paper's tables (spec §10) from the step records, written as Markdown, CSV and JSON from
+//! The paper's tables (design §10) from the step records, written as Markdown, CSV and JSON from
 //! one [`Table`] each, so the three always agree.
 
 use std::fmt::Write as _;
@@ -746,7 +746,7 @@ impl Results {
             self.steps_planned,
             self.seconds / 60.0
         );
-        s.push_str("Tables follow spec §10 (T1–T8); where the paper states a figure it stands in a `paper` row or column beside ours. Plots: `plots/*.svg`.\n\n");
+        s.push_str("Tables follow design §10 (T1–T8); where the paper states a figure it stands in a `paper` row or column beside ours. Plots: `plots/*.svg`.\n\n");
         for t in &self.tables {
             s.push_str(&t.markdown());
         }
