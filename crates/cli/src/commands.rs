@@ -11,6 +11,7 @@ use cnn_models::metrics::{argmax_rows, Evaluation};
 use cnn_models::train::DataSplit;
 use cnn_models::training_run::{train_and_save, TrainRun};
 use cnn_models::{presets, ModelSpec, TrainConfig};
+use composer::{Artifact, ArtifactKind};
 use serde_json::json;
 
 use crate::args::*;
@@ -265,16 +266,33 @@ fn train_model(g: &Global, a: &TrainArgs) -> Result<serde_json::Value> {
     }))
 }
 
-fn eval(g: &Global, a: EvalArgs) -> Result<()> {
-    if crate::patch::is_patched(&a.model) {
-        return crate::patch::eval_patched(g, &a);
-    }
-    if composer::is_composed(&a.model) {
-        return crate::reuse::eval_composed(g, &a);
-    }
+/// The model, patched model or composed model at `path`, loaded with the `--device` and
+/// `--ops` choice; a class module is refused as a model directory without `model.json`.
+fn open_runnable(g: &Global, path: &Path) -> Result<(Artifact, Device)> {
     let dev = device(g.device)?;
-    let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
-    model.set_ops(ops_for(g, &dev));
+    if ArtifactKind::of(path) == Some(ArtifactKind::Module) {
+        return Err(not_a_model(path));
+    }
+    let mut artifact = Artifact::open(path, &dev)?;
+    artifact.set_ops(ops_for(g, &dev));
+    Ok((artifact, dev))
+}
+
+/// The error for a path that holds no model (a class module, say) where one is needed.
+fn not_a_model(path: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: not a model directory (no model.json)",
+        cnn_models::files::model_dir(path).display()
+    )
+}
+
+fn eval(g: &Global, a: EvalArgs) -> Result<()> {
+    let (model, meta) = match open_runnable(g, &a.model)?.0 {
+        Artifact::Patched(p) => return crate::patch::eval_patched(g, &a, &p),
+        Artifact::Composed(c) => return crate::reuse::eval_composed(g, &a, &c),
+        Artifact::Model(model, meta) => (model, meta),
+        Artifact::Module(_) => return Err(not_a_model(&a.model)),
+    };
     let dataset = a.dataset.clone().unwrap_or_else(|| meta.dataset.clone());
     let (dspec, data) = load_data(&dataset)?;
     check_classes(&meta, &data.train, &a.model)?;
@@ -428,18 +446,17 @@ fn predict_inputs(path: &Path, format: &InputFormat, dev: &Device) -> Result<Ten
 }
 
 fn predict(g: &Global, a: PredictArgs) -> Result<()> {
-    if composer::is_composed(&a.model) {
-        return crate::reuse::predict_composed(g, &a);
-    }
-    if crate::patch::is_patched(&a.model) {
-        let p = crate::patch::load(g, &a.model)?;
-        let x = predict_inputs(&a.input, &p.meta.input_format, p.model.device())?;
-        check_input_shape(&x, p.model.spec(), &a.input)?;
-        return crate::patch::predict_patched(g, &a, &x, &p);
-    }
-    let dev = device(g.device)?;
-    let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
-    model.set_ops(ops_for(g, &dev));
+    let (artifact, dev) = open_runnable(g, &a.model)?;
+    let (model, meta) = match artifact {
+        Artifact::Composed(c) => return crate::reuse::predict_composed(g, &a, &c),
+        Artifact::Patched(p) => {
+            let x = predict_inputs(&a.input, &p.meta.input_format, p.model.device())?;
+            check_input_shape(&x, p.model.spec(), &a.input)?;
+            return crate::patch::predict_patched(g, &a, &x, &p);
+        }
+        Artifact::Model(model, meta) => (model, meta),
+        Artifact::Module(_) => return Err(not_a_model(&a.model)),
+    };
     let x = predict_inputs(&a.input, &meta.input_format, &dev)?;
     check_input_shape(&x, model.spec(), &a.input)?;
     let logits = model.predict_logits(&x, a.batch_size)?;
@@ -519,8 +536,14 @@ fn inspect(g: &Global, a: InspectArgs) -> Result<()> {
     if let Some(module) = &a.module {
         return crate::modules::inspect_module(g, module);
     }
-    if let Some(m) = a.model.as_ref().filter(|m| composer::is_composed(m)) {
-        return crate::reuse::inspect_composed(g, m);
+    if let Some(m) = a
+        .model
+        .as_ref()
+        .filter(|m| ArtifactKind::of(m) == Some(ArtifactKind::Composed))
+    {
+        if let (Artifact::Composed(c), _) = open_runnable(g, m)? {
+            return crate::reuse::inspect_composed(g, m, &c);
+        }
     }
     let (spec, source) = match (&a.model, &a.arch) {
         (Some(m), _) => {

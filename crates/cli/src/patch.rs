@@ -1,51 +1,30 @@
-//! `patch`, and running patched-model directories in `eval` and `predict`.
+//! `patch`, and running patched-model directories in `eval` and `predict`: arguments in,
+//! [`composer::PatchJob`] and [`composer::PatchedModel`] do the work, tables and JSON out.
 
-use std::path::Path;
-
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use cnn_data::ImageSet;
+use cnn_models::metrics::argmax_rows;
 use cnn_models::module::{load_module, module_dir};
-use composer::{
-    check_same_input, load_patched, module_calibration, patch_and_report, save_patched,
-    target_column, PatchManifest, PatchReport, PatchRule, PatchedModel, PATCH_FORMAT,
-    PATCH_FORMAT_VERSION, PATCH_MANIFEST,
-};
-use serde_json::json;
+use composer::{is_patched, ComposerError, PatchConfig, PatchJob, PatchReport, PatchedModel};
 
 use crate::args::*;
 use crate::commands::{device, load_data, ops_for, pct, print_json};
-use crate::modules::module_scores;
 
-/// Whether `dir` is a patched-model directory.
-pub fn is_patched(dir: &Path) -> bool {
-    dir.join(PATCH_MANIFEST).exists()
-}
-
-/// Load a patched-model directory with the CLI's device and ops choice.
-pub fn load(g: &Global, dir: &Path) -> Result<PatchedModel> {
-    let dev = device(g.device)?;
-    let mut p = load_patched(dir, &dev)?;
-    let ops = ops_for(g, &dev);
-    p.model.set_ops(ops);
-    p.module.model.set_ops(ops);
-    Ok(p)
-}
-
-/// Patched predictions of `indices` of `set`.
-pub fn patched_predictions(
-    p: &PatchedModel,
-    set: &ImageSet,
-    indices: &[usize],
-    batch: usize,
-) -> Result<Vec<u32>> {
-    let n = p.model.spec().num_classes;
-    let mut preds = Vec::with_capacity(indices.len());
-    for chunk in indices.chunks(batch.max(1)) {
-        let (x, _) = cnn_data::to_tensor(set, chunk, &p.meta.input_format, None, p.model.device())?;
-        let scores = p.scores(&x, batch)?;
-        preds.extend(composer::row_argmax(&scores, n));
+/// A library error with the command-line flag that fixes it named, as the CLI words it.
+fn with_flag_hint(e: ComposerError) -> anyhow::Error {
+    match e {
+        e @ ComposerError::ModuleClassNotInModel { .. } => {
+            anyhow!("{e}; pass --target to choose the column it replaces")
+        }
+        ComposerError::NoCalibrationRange { class } => anyhow!(
+            "module `{class}` has no calibration range (decompose again, or patch with --calibration none)"
+        ),
+        ComposerError::AlreadyPatched { dir } => anyhow!(
+            "{} already holds a patched model: choose another --out or delete it",
+            dir.display()
+        ),
+        e => e.into(),
     }
-    Ok(preds)
 }
 
 pub fn patch(g: &Global, a: PatchArgs) -> Result<()> {
@@ -74,10 +53,9 @@ pub fn patch(g: &Global, a: PatchArgs) -> Result<()> {
 /// model; returns the report and a JSON summary.
 pub fn patch_model(g: &Global, a: &PatchArgs) -> Result<(PatchReport, serde_json::Value)> {
     if let Some(out) = a.out.as_ref().filter(|o| is_patched(o)) {
-        bail!(
-            "{} already holds a patched model: choose another --out or delete it",
-            out.display()
-        );
+        return Err(with_flag_hint(ComposerError::AlreadyPatched {
+            dir: out.clone(),
+        }));
     }
     if let Some(out) = &a.out {
         // temp files of a patch that was killed mid-write are never read; clear them away
@@ -90,63 +68,27 @@ pub fn patch_model(g: &Global, a: &PatchArgs) -> Result<(PatchReport, serde_json
     let ops = ops_for(g, &dev);
     model.set_ops(ops);
     module.model.set_ops(ops);
-    check_same_input(&meta, &module)
-        .map_err(|e| anyhow::anyhow!("{} and {}: {e}", a.model.display(), mdir.display()))?;
-    let column = target_column(&meta, &module, a.target.as_deref())?;
-    let calibration = module_calibration(&module, a.calibration == CalibrationChoice::Minmax)?;
-    let rule = PatchRule {
-        target_column: column,
-        calibration,
+    let cfg = PatchConfig {
+        target: a.target.clone(),
+        calibrate: a.calibration == CalibrationChoice::Minmax,
         clip: a.clip,
+        batch_size: a.batch_size,
     };
+    let job =
+        PatchJob::new(&a.model, (&model, &meta), &mdir, &module, &cfg).map_err(|e| match e {
+            e @ ComposerError::DifferentInputs { .. } => {
+                anyhow!("{} and {}: {e}", a.model.display(), mdir.display())
+            }
+            e => with_flag_hint(e),
+        })?;
     let dataset = a.dataset.clone().unwrap_or_else(|| meta.dataset.clone());
     let (dspec, data) = load_data(&dataset)?;
-    let classes = meta.spec.num_classes;
-    if data.test.num_classes() != classes {
-        bail!(
-            "{}: the weak model has {classes} classes, dataset `{dspec}` has {}",
-            a.model.display(),
-            data.test.num_classes()
-        );
-    }
-    let indices: Vec<usize> = (0..data.test.len()).collect();
-    let logits: Vec<f32> = {
-        let mut all = Vec::with_capacity(indices.len() * classes);
-        for chunk in indices.chunks(a.batch_size.max(1)) {
-            let (x, _) = cnn_data::to_tensor(&data.test, chunk, &meta.input_format, None, &dev)?;
-            let l = model.predict_logits(&x, a.batch_size)?;
-            all.extend(l.flatten_all()?.to_vec1::<f32>()?);
-        }
-        all
-    };
-    let scores = module_scores(
-        std::slice::from_ref(&module),
-        &data.test,
-        &indices,
-        a.batch_size,
-    )?;
-    let labels: Vec<u32> = data.test.labels.iter().map(|&l| l as u32).collect();
-    let (_, report) = patch_and_report(&labels, &logits, classes, &scores, &rule)?;
-    let overhead = module.meta.macs as f64 / model.analysis().macs().max(1) as f64;
+    let mut summary = job.measure(&dspec.to_string(), &data.test, a.batch_size)?;
     if let Some(out) = &a.out {
-        let manifest = PatchManifest {
-            format: PATCH_FORMAT.into(),
-            format_version: PATCH_FORMAT_VERSION,
-            rule,
-            target_class: meta.class_names[column].clone(),
-            model_sha256: meta.weights_sha256.clone(),
-            module_sha256: module.meta.weights_sha256.clone(),
-            crate_version: env!("CARGO_PKG_VERSION").into(),
-        };
-        save_patched(out, &a.model, &mdir, &manifest)?;
+        job.save(out).map_err(with_flag_hint)?;
+        summary.out = Some(out.clone());
     }
-    let summary = json!({
-        "model": a.model, "module": mdir, "dataset": dspec.to_string(),
-        "target_class": meta.class_names[column], "rule": rule, "report": report,
-        "module_macs": module.meta.macs, "model_macs": model.analysis().macs(),
-        "mac_overhead": overhead, "out": a.out,
-    });
-    Ok((report, summary))
+    Ok((summary.report.clone(), serde_json::to_value(&summary)?))
 }
 
 /// Print a patch report as a before/after table.
@@ -172,8 +114,7 @@ pub fn print_patch_report(r: &PatchReport, class: &str, dataset: &str) {
 }
 
 /// `eval` of a patched-model directory: the patched predictions on a split.
-pub fn eval_patched(g: &Global, a: &EvalArgs) -> Result<()> {
-    let p = load(g, &a.model)?;
+pub fn eval_patched(g: &Global, a: &EvalArgs, p: &PatchedModel) -> Result<()> {
     let dataset = a.dataset.clone().unwrap_or_else(|| p.meta.dataset.clone());
     let (dspec, data) = load_data(&dataset)?;
     let n = p.model.spec().num_classes;
@@ -188,7 +129,7 @@ pub fn eval_patched(g: &Global, a: &EvalArgs) -> Result<()> {
         SplitChoice::Test => (&data.test, (0..data.test.len()).collect()),
         SplitChoice::Val | SplitChoice::Train => {
             let split = crate::commands::recorded_split(&p.meta).ok_or_else(|| {
-                anyhow::anyhow!(
+                anyhow!(
                     "{}: model.json records no training split",
                     a.model.display()
                 )
@@ -200,12 +141,10 @@ pub fn eval_patched(g: &Global, a: &EvalArgs) -> Result<()> {
             )
         }
     };
-    let preds = patched_predictions(&p, set, &indices, a.batch_size)?;
-    let labels: Vec<u32> = indices.iter().map(|&i| set.labels[i] as u32).collect();
-    let ev = cnn_models::metrics::Evaluation::new(&labels, &preds, n);
+    let ev = p.evaluate(set, &indices, a.batch_size)?;
     if g.json {
         print_json(
-            &json!({"model": a.model, "patched": true, "dataset": dspec.to_string(),
+            &serde_json::json!({"model": a.model, "patched": true, "dataset": dspec.to_string(),
             "split": format!("{:?}", a.split).to_lowercase(), "class_names": p.meta.class_names,
             "evaluation": ev}),
         );
@@ -228,7 +167,7 @@ pub fn predict_patched(
 ) -> Result<()> {
     let n = p.model.spec().num_classes;
     let scores = p.scores(x, a.batch_size)?;
-    let preds = composer::row_argmax(&scores, n);
+    let preds = argmax_rows(&scores, n);
     let rows = scores.len() / n.max(1);
     let t = candle_core::Tensor::from_vec(
         scores.iter().map(|&v| v as f32).collect::<Vec<f32>>(),
@@ -245,7 +184,7 @@ pub fn predict_patched(
             .map(|&c| p.meta.class_names[c as usize].as_str())
             .collect();
         print_json(
-            &json!({"output": a.output, "images": preds.len(), "predicted": preds,
+            &serde_json::json!({"output": a.output, "images": preds.len(), "predicted": preds,
             "predicted_names": names, "patched": true}),
         );
     } else {

@@ -3,7 +3,21 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Precision, recall and F1 of one class (one-vs-rest), with its support.
+use crate::error::ModelError;
+
+/// Precision, recall and F1 of one class (one-vs-rest), with its support and confusion counts.
+///
+/// The one per-class metric type of the workspace: evaluations ([`Evaluation::per_class`]),
+/// module selection and patch reports all use it. Serialised, it holds precision, recall, F1
+/// and support; the confusion counts are left out (an [`Evaluation`] keeps them in its
+/// confusion matrix; a report that wants them serialises them itself).
+///
+/// ```
+/// use cnn_models::metrics::ClassMetrics;
+/// // 3 true positives, 1 false positive, 2 false negatives
+/// let m = ClassMetrics::from_counts(3, 1, 2);
+/// assert_eq!((m.precision, m.recall, m.support), (0.75, 0.6, 5));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClassMetrics {
     /// TP / (TP + FP), 0 when nothing was predicted as the class.
@@ -12,8 +26,73 @@ pub struct ClassMetrics {
     pub recall: f64,
     /// Harmonic mean of precision and recall, 0 when both are 0.
     pub f1: f64,
-    /// Number of samples of the class.
+    /// Number of samples of the class (TP + FN).
     pub support: usize,
+    /// Samples of the class predicted as the class.
+    #[serde(skip)]
+    pub true_positives: usize,
+    /// Samples of other classes predicted as the class.
+    #[serde(skip)]
+    pub false_positives: usize,
+    /// Samples of the class predicted as another class.
+    #[serde(skip)]
+    pub false_negatives: usize,
+}
+
+impl ClassMetrics {
+    /// Metrics from confusion counts; a ratio with a zero denominator is 0.
+    pub fn from_counts(
+        true_positives: usize,
+        false_positives: usize,
+        false_negatives: usize,
+    ) -> Self {
+        let tp = true_positives as u64;
+        let predicted = tp + false_positives as u64;
+        let support = tp + false_negatives as u64;
+        let precision = ratio(tp, predicted);
+        let recall = ratio(tp, support);
+        let f1 = if precision + recall == 0.0 {
+            0.0
+        } else {
+            2.0 * precision * recall / (precision + recall)
+        };
+        ClassMetrics {
+            precision,
+            recall,
+            f1,
+            support: support as usize,
+            true_positives,
+            false_positives,
+            false_negatives,
+        }
+    }
+
+    /// Class-vs-rest metrics of `class` from labels and predictions (one per label).
+    ///
+    /// ```
+    /// use cnn_models::metrics::ClassMetrics;
+    /// let m = ClassMetrics::of_class(&[0, 1, 1], &[1, 1, 0], 1).unwrap();
+    /// assert_eq!((m.true_positives, m.false_positives, m.false_negatives), (1, 1, 1));
+    /// ```
+    pub fn of_class(labels: &[u32], predictions: &[u32], class: u32) -> Result<Self, ModelError> {
+        if labels.len() != predictions.len() {
+            return Err(ModelError::Mismatch(format!(
+                "predictions (one per label): expected {}, found {}",
+                labels.len(),
+                predictions.len()
+            )));
+        }
+        let (mut tp, mut fp, mut fneg) = (0, 0, 0);
+        for (&y, &p) in labels.iter().zip(predictions) {
+            match (y == class, p == class) {
+                (true, true) => tp += 1,
+                (false, true) => fp += 1,
+                (true, false) => fneg += 1,
+                (false, false) => {}
+            }
+        }
+        Ok(Self::from_counts(tp, fp, fneg))
+    }
 }
 
 /// A confusion matrix: `counts[true][predicted]`.
@@ -68,19 +147,11 @@ impl ConfusionMatrix {
         let tp = self.counts[c][c];
         let support: u64 = self.counts[c].iter().sum();
         let predicted: u64 = self.counts.iter().map(|row| row[c]).sum();
-        let precision = ratio(tp, predicted);
-        let recall = ratio(tp, support);
-        let f1 = if precision + recall == 0.0 {
-            0.0
-        } else {
-            2.0 * precision * recall / (precision + recall)
-        };
-        ClassMetrics {
-            precision,
-            recall,
-            f1,
-            support: support as usize,
-        }
+        ClassMetrics::from_counts(
+            tp as usize,
+            (predicted - tp) as usize,
+            (support - tp) as usize,
+        )
     }
     /// Metrics of every class.
     pub fn per_class(&self) -> Vec<ClassMetrics> {
@@ -126,8 +197,16 @@ impl Evaluation {
     }
 }
 
-/// Index of the largest value per row; ties go to the lowest index.
-pub fn argmax_rows(values: &[f32], cols: usize) -> Vec<u32> {
+/// Index of the largest value in each row of row-major `values` with `cols` columns; ties go
+/// to the lowest index (a NaN never wins). The one argmax of the workspace: logits (`f32`) and
+/// probabilities (`f64`) alike.
+///
+/// ```
+/// use cnn_models::metrics::argmax_rows;
+/// assert_eq!(argmax_rows(&[1.0f32, 3.0, 3.0, 2.0, 2.0, 0.0], 3), vec![1, 0]);
+/// assert_eq!(argmax_rows(&[0.2f64, 0.8], 2), vec![1]);
+/// ```
+pub fn argmax_rows<T: PartialOrd>(values: &[T], cols: usize) -> Vec<u32> {
     values
         .chunks(cols.max(1))
         .map(|row| {

@@ -161,6 +161,38 @@ pub use crate::analysis::{
 };
 
 impl ModelSpec {
+    /// The same network with `classes` outputs: `num_classes` set and the last linear layer
+    /// resized, the rest unchanged; the result is validated.
+    ///
+    /// ```
+    /// use cnn_models::presets;
+    /// let ten = presets::simcnn(0.0625, 1, 10, true);
+    /// let three = ten.with_classes(3).unwrap();
+    /// assert_eq!(three.num_classes, 3);
+    /// assert_eq!(three.layers.len(), ten.layers.len());
+    /// ```
+    pub fn with_classes(&self, classes: usize) -> Result<ModelSpec, ModelError> {
+        let mut s = self.clone();
+        s.num_classes = classes;
+        let last = s
+            .layers
+            .iter_mut()
+            .rev()
+            .find_map(|l| match l {
+                LayerSpec::Linear(lin) => Some(lin),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                ModelError::Mismatch(format!(
+                    "architecture {} ends in no linear layer",
+                    self.name
+                ))
+            })?;
+        last.out_features = classes;
+        s.analyse()?;
+        Ok(s)
+    }
+
     /// Read a spec from a JSON file, validating it.
     pub fn from_json_file(path: &std::path::Path) -> Result<Self, ModelError> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;

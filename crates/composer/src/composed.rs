@@ -46,6 +46,7 @@ use cnn_models::module::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ComposerError, Result};
+use crate::reuse::{SourceSubject, TaskDatasets, TaskSets};
 
 /// Format tag of `composition.json`.
 pub const COMPOSITION_FORMAT: &str = "cnnsplit-composition";
@@ -212,6 +213,35 @@ impl ComposedModel {
         score_images(&self.modules, set, indices, batch)
     }
 
+    /// Runs every module with `ops` (on CPU; see [`cnn_models::Model::set_ops`]).
+    pub fn set_ops(&mut self, ops: cnn_models::OpsBackend) {
+        for m in &mut self.modules {
+            m.model.set_ops(ops);
+        }
+    }
+
+    /// The sets of the composed model's task on `data` (the manifest's datasets, or others of
+    /// the same kinds): each class's images found as [`TaskDatasets::source_of`] finds them,
+    /// cut with the manifest's selection fraction.
+    pub fn task_sets(&self, data: &TaskDatasets) -> Result<TaskSets> {
+        let mut sources = Vec::new();
+        for (class, m) in self.manifest.classes.iter().zip(&self.modules) {
+            let subject = SourceSubject::Composed {
+                class: class.name.clone(),
+            };
+            sources.push(data.source_of(
+                &m.meta.class_name,
+                class.source_dataset.as_deref(),
+                &subject,
+            )?);
+        }
+        data.task_sets(
+            &sources,
+            &self.class_names(),
+            self.manifest.selection_fraction,
+        )
+    }
+
     /// Scores `[N, classes]` of already-normalised images `x` `[N, C, H, W]`; only when every
     /// module takes the same input format ([`Self::shared_input_format`]).
     pub fn scores(&self, x: &Tensor, batch: usize) -> Result<Vec<f32>> {
@@ -300,10 +330,9 @@ pub fn save_composed(out: &Path, manifest: &CompositionManifest) -> Result<Compo
     let path = out.join(COMPOSITION_MANIFEST);
     manifest.validate().map_err(|m| artefact(&path, m))?;
     if path.exists() {
-        return Err(artefact(
-            out,
-            "already holds a composed model: choose another --out or delete it",
-        ));
+        return Err(ComposerError::AlreadyComposed {
+            dir: out.to_path_buf(),
+        });
     }
     for class in &mut manifest.classes {
         let meta_path = class.source_dir.join(MODULE_META);

@@ -83,6 +83,88 @@ pub enum ComposerError {
         /// The repeated class name.
         name: String,
     },
+    /// A composed-model directory would be overwritten.
+    #[error("{} already holds a composed model", dir.display())]
+    AlreadyComposed {
+        /// The directory that holds one.
+        dir: std::path::PathBuf,
+    },
+    /// A patched-model directory would be overwritten.
+    #[error("{} already holds a patched model", dir.display())]
+    AlreadyPatched {
+        /// The directory that holds one.
+        dir: std::path::PathBuf,
+    },
+    /// A module and a model take differently shaped or normalised images.
+    #[error("the module and the model take different inputs (model vs module: {differences})")]
+    DifferentInputs {
+        /// What differs, `;`-separated.
+        differences: String,
+    },
+    /// No target column was named and the module's class is not one of the model's classes.
+    #[error("the module recognises `{class}`, a class the model does not have ({classes})")]
+    ModuleClassNotInModel {
+        /// The module's class name.
+        class: String,
+        /// The model's class names, comma-separated.
+        classes: String,
+    },
+    /// Min–max calibration was asked for a module that records no calibration range.
+    #[error(
+        "module `{class}` has no calibration range (decompose again, or patch without calibration)"
+    )]
+    NoCalibrationRange {
+        /// The module's class name.
+        class: String,
+    },
+    /// A selection fraction outside (0, 1).
+    #[error("the selection fraction must be within (0, 1), got {fraction}")]
+    InvalidSelectionFraction {
+        /// The fraction given.
+        fraction: f64,
+    },
+    /// A dataset cannot join a reuse task.
+    #[error("{spec}: {message}")]
+    TaskDataset {
+        /// The dataset's specification.
+        spec: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A module comes from a model that is not among the candidate models of a selection.
+    #[error("{}: module of class {class:?} comes from a model (weights {}) that is not among the given models", dir.display(), &parent_sha256[..parent_sha256.len().min(16)])]
+    ForeignModule {
+        /// Where the module was found.
+        dir: std::path::PathBuf,
+        /// The module's class name.
+        class: String,
+        /// SHA-256 of its parent model's weights.
+        parent_sha256: String,
+    },
+    /// A candidate model of a selection has no module of some class.
+    #[error("{}: no module of class {class} ({name:?}) among the given modules; every model needs a module per class", model.display())]
+    MissingModule {
+        /// The model's directory.
+        model: std::path::PathBuf,
+        /// The class index.
+        class: usize,
+        /// The class name.
+        name: String,
+    },
+    /// The images of a task class cannot be found among the task's datasets.
+    #[error("{subject}: {problem}")]
+    ClassSource {
+        /// Whose images were looked for.
+        subject: crate::reuse::SourceSubject,
+        /// Why none (or several) were found.
+        problem: String,
+    },
+    /// A reuse task cannot be built or run as asked.
+    #[error("{0}")]
+    Reuse(String),
+    /// Running or training a network failed.
+    #[error("{0}")]
+    Model(String),
 }
 
 /// Result alias of the crate.

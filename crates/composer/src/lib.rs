@@ -9,7 +9,13 @@
 //! - [`ClassMetrics`], [`class_metrics`], [`binary_module_metrics`]: precision, recall, F1
 //!   with 0/0 = 0;
 //! - [`select_best_per_class`] and [`map_classes`]: module choice for reuse;
-//! - [`ComposedModel`], [`save_composed`], [`load_composed`]: a composition as a saved artefact.
+//! - [`ComposedModel`], [`save_composed`], [`load_composed`]: a composition as a saved artefact;
+//! - [`PatchJob`] (patch a weak model and measure it) and [`PatchedModel`]: patching as a
+//!   saved artefact;
+//! - [`reuse`]: the reuse scenarios (best module per class among several models, a new task
+//!   from different models' modules) with their baselines and typed reports;
+//! - [`Artifact::open`]: load whatever a directory holds — model, patched model, composed
+//!   model or class module.
 //!
 //! ```
 //! use composer::{compose_predictions, patch_and_report, Calibration, PatchRule};
@@ -38,6 +44,7 @@
 
 #![deny(missing_docs)]
 
+mod artifact;
 mod calibration;
 mod composed;
 mod composition;
@@ -45,9 +52,12 @@ mod error;
 mod metrics;
 mod patched;
 mod patching;
+pub mod reuse;
 mod selection;
 
+pub use artifact::{Artifact, ArtifactKind};
 pub use calibration::Calibration;
+pub use cnn_models::metrics::ClassMetrics;
 pub use composed::{
     check_composable, is_composed, load_composed, parse_composition_manifest, save_composed,
     score_images, ComposedClass, ComposedModel, CompositionManifest, COMPOSITION_FORMAT,
@@ -55,13 +65,13 @@ pub use composed::{
 };
 pub use composition::compose_predictions;
 pub use error::{ComposerError, Result};
-pub use metrics::{accuracy, binary_module_metrics, class_metrics, ClassMetrics};
+pub use metrics::{accuracy, binary_module_metrics, class_metrics};
 pub use patched::{
-    check_same_input, load_patched, module_calibration, parse_patch_manifest, save_patched,
-    target_column, PatchManifest, PatchedModel, PATCH_FORMAT, PATCH_FORMAT_VERSION, PATCH_MANIFEST,
+    check_same_input, is_patched, load_patched, module_calibration, parse_patch_manifest,
+    save_patched, target_column, PatchConfig, PatchJob, PatchManifest, PatchSummary, PatchedModel,
+    PATCH_FORMAT, PATCH_FORMAT_VERSION, PATCH_MANIFEST,
 };
 pub use patching::{
-    patch_and_report, row_argmax, softmax_rows, weak_predictions, MetricChange, PatchReport,
-    PatchRule,
+    patch_and_report, softmax_rows, weak_predictions, MetricChange, PatchReport, PatchRule,
 };
 pub use selection::{best_by_f1, map_classes, select_best_per_class, TaskClass};

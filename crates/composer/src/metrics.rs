@@ -1,25 +1,8 @@
 //! Accuracy and per-class precision, recall and F1 (design §7, §8), with 0/0 defined as 0.
 
-use serde::{Deserialize, Serialize};
+use cnn_models::metrics::ClassMetrics;
 
 use crate::error::{ComposerError, Result};
-
-/// Precision, recall and F1 of one class treated as class-vs-rest.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ClassMetrics {
-    /// tp / (tp + fp); 0 when nothing was predicted positive.
-    pub precision: f64,
-    /// tp / (tp + fn); 0 when nothing is actually positive.
-    pub recall: f64,
-    /// 2·P·R / (P + R); 0 when P + R = 0.
-    pub f1: f64,
-    /// Positives predicted positive.
-    pub true_positives: usize,
-    /// Negatives predicted positive.
-    pub false_positives: usize,
-    /// Positives predicted negative.
-    pub false_negatives: usize,
-}
 
 /// a / b, or 0 with a warning naming `what` when b = 0.
 pub(crate) fn ratio_or_zero(a: f64, b: f64, what: &str) -> f64 {
@@ -31,45 +14,35 @@ pub(crate) fn ratio_or_zero(a: f64, b: f64, what: &str) -> f64 {
     }
 }
 
-impl ClassMetrics {
-    /// Metrics from confusion counts; every 0/0 is 0 (with a tracing warning).
-    pub fn from_counts(
-        true_positives: usize,
-        false_positives: usize,
-        false_negatives: usize,
-    ) -> Self {
-        let tp = true_positives as f64;
-        let precision = ratio_or_zero(tp, tp + false_positives as f64, "precision");
-        let recall = ratio_or_zero(tp, tp + false_negatives as f64, "recall");
-        let f1 = if precision + recall == 0.0 {
-            0.0
-        } else {
-            2.0 * precision * recall / (precision + recall)
-        };
-        Self {
-            precision,
-            recall,
-            f1,
-            true_positives,
-            false_positives,
-            false_negatives,
-        }
-    }
+/// [`ClassMetrics::from_counts`], warning about every ratio that is 0/0.
+pub(crate) fn metrics_of_counts(
+    true_positives: usize,
+    false_positives: usize,
+    false_negatives: usize,
+) -> ClassMetrics {
+    let tp = true_positives as f64;
+    ratio_or_zero(tp, tp + false_positives as f64, "precision");
+    ratio_or_zero(tp, tp + false_negatives as f64, "recall");
+    ClassMetrics::from_counts(true_positives, false_positives, false_negatives)
+}
 
-    /// Class-vs-rest metrics of `class` from labels and predictions.
-    pub fn of_class(labels: &[u32], predictions: &[u32], class: u32) -> Result<Self> {
-        check_same_length(labels, predictions)?;
-        let (mut tp, mut fp, mut fneg) = (0, 0, 0);
-        for (&y, &p) in labels.iter().zip(predictions) {
-            match (y == class, p == class) {
-                (true, true) => tp += 1,
-                (false, true) => fp += 1,
-                (true, false) => fneg += 1,
-                (false, false) => {}
-            }
+/// Class-vs-rest metrics of `class` from labels and predictions, warning about 0/0 ratios.
+pub(crate) fn metrics_of_class(
+    labels: &[u32],
+    predictions: &[u32],
+    class: u32,
+) -> Result<ClassMetrics> {
+    check_same_length(labels, predictions)?;
+    let (mut tp, mut fp, mut fneg) = (0, 0, 0);
+    for (&y, &p) in labels.iter().zip(predictions) {
+        match (y == class, p == class) {
+            (true, true) => tp += 1,
+            (false, true) => fp += 1,
+            (true, false) => fneg += 1,
+            (false, false) => {}
         }
-        Ok(Self::from_counts(tp, fp, fneg))
     }
+    Ok(metrics_of_counts(tp, fp, fneg))
 }
 
 fn check_same_length(labels: &[u32], predictions: &[u32]) -> Result<()> {
@@ -131,7 +104,7 @@ pub fn class_metrics(
         }
     }
     Ok((0..num_classes)
-        .map(|c| ClassMetrics::from_counts(tp[c], fp[c], fneg[c]))
+        .map(|c| metrics_of_counts(tp[c], fp[c], fneg[c]))
         .collect())
 }
 
@@ -160,5 +133,5 @@ pub fn binary_module_metrics(scores: &[f32], labels: &[u32], class: u32) -> Resu
             (false, false) => {}
         }
     }
-    Ok(ClassMetrics::from_counts(tp, fp, fneg))
+    Ok(metrics_of_counts(tp, fp, fneg))
 }

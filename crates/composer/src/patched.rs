@@ -5,14 +5,17 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use cnn_data::ImageSet;
 use cnn_models::files::{atomic_write, load_model, ModelMeta};
+use cnn_models::metrics::{argmax_rows, Evaluation};
 use cnn_models::module::{load_module, Module, MODULE_META, MODULE_WEIGHTS};
-use cnn_models::Model;
+use cnn_models::{Model, OpsBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::Calibration;
+use crate::composed::score_images;
 use crate::error::{ComposerError, Result};
-use crate::patching::PatchRule;
+use crate::patching::{patch_and_report, PatchReport, PatchRule};
 
 /// Format tag of `patch.json`.
 pub const PATCH_FORMAT: &str = "cnnsplit-patched-model";
@@ -71,6 +74,230 @@ impl PatchedModel {
             .rule
             .patched_scores(&logits, n, &module_scores)
     }
+
+    /// Runs the weak model and the module with `ops` (on CPU; see [`Model::set_ops`]).
+    pub fn set_ops(&mut self, ops: OpsBackend) {
+        self.model.set_ops(ops);
+        self.module.model.set_ops(ops);
+    }
+
+    /// Patched predictions of raw images `indices` of `set`, converted with the weak model's
+    /// input format in batches of `batch`.
+    pub fn predictions(&self, set: &ImageSet, indices: &[usize], batch: usize) -> Result<Vec<u32>> {
+        let n = self.model.spec().num_classes;
+        let mut preds = Vec::with_capacity(indices.len());
+        for chunk in indices.chunks(batch.max(1)) {
+            let (x, _) = cnn_data::to_tensor(
+                set,
+                chunk,
+                &self.meta.input_format,
+                None,
+                self.model.device(),
+            )
+            .map_err(|e| ComposerError::Model(e.to_string()))?;
+            let scores = self.scores(&x, batch)?;
+            preds.extend(argmax_rows(&scores, n));
+        }
+        Ok(preds)
+    }
+
+    /// Accuracy and per-class metrics of the patched predictions of images `indices` of `set`
+    /// against their labels.
+    pub fn evaluate(&self, set: &ImageSet, indices: &[usize], batch: usize) -> Result<Evaluation> {
+        let preds = self.predictions(set, indices, batch)?;
+        let labels: Vec<u32> = indices.iter().map(|&i| set.labels[i] as u32).collect();
+        Ok(Evaluation::new(
+            &labels,
+            &preds,
+            self.model.spec().num_classes,
+        ))
+    }
+}
+
+/// Whether `dir` is a patched-model directory (it holds [`PATCH_MANIFEST`]).
+pub fn is_patched(dir: &Path) -> bool {
+    dir.join(PATCH_MANIFEST).exists()
+}
+
+/// How to patch a weak model with a module.
+///
+/// ```
+/// let cfg = composer::PatchConfig { target: Some("Bag".into()), ..Default::default() };
+/// assert!(cfg.calibrate && !cfg.clip);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatchConfig {
+    /// The weak model's class the module replaces, by name or index; `None`: the class named
+    /// like the module's class.
+    pub target: Option<String>,
+    /// Calibrate the module's score with its recorded min–max range (else use it raw).
+    pub calibrate: bool,
+    /// Clip the calibrated score to [0, 1].
+    pub clip: bool,
+    /// Images per forward pass when measuring the patch.
+    pub batch_size: usize,
+}
+
+impl Default for PatchConfig {
+    fn default() -> Self {
+        PatchConfig {
+            target: None,
+            calibrate: true,
+            clip: false,
+            batch_size: 256,
+        }
+    }
+}
+
+/// A weak model and a module ready to be patched together: the loaded parts, where they come
+/// from, and the [`PatchRule`] joining them.
+#[derive(Debug)]
+pub struct PatchJob<'a> {
+    /// The weak model's directory.
+    pub model_dir: &'a Path,
+    /// The weak model.
+    pub model: &'a Model,
+    /// Its metadata.
+    pub meta: &'a ModelMeta,
+    /// The module's directory.
+    pub module_dir: &'a Path,
+    /// The module.
+    pub module: &'a Module,
+    /// How the module's score replaces the target column.
+    pub rule: PatchRule,
+}
+
+/// What a patch did on a test split ([`PatchJob::measure`]), as `patch` reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatchSummary {
+    /// The weak model's directory.
+    pub model: PathBuf,
+    /// The module's directory.
+    pub module: PathBuf,
+    /// The dataset whose test split was used.
+    pub dataset: String,
+    /// Name of the target class.
+    pub target_class: String,
+    /// The rule applied.
+    pub rule: PatchRule,
+    /// Before/after metrics.
+    pub report: PatchReport,
+    /// MACs per image of the module.
+    pub module_macs: u64,
+    /// MACs per image of the weak model.
+    pub model_macs: u64,
+    /// `module_macs / model_macs`.
+    pub mac_overhead: f64,
+    /// Where the patched model was saved, if it was.
+    pub out: Option<PathBuf>,
+}
+
+impl<'a> PatchJob<'a> {
+    /// Joins a weak model and a module: checks that they take the same input, finds the
+    /// target column ([`target_column`]) and the calibration ([`module_calibration`]).
+    pub fn new(
+        model_dir: &'a Path,
+        (model, meta): (&'a Model, &'a ModelMeta),
+        module_dir: &'a Path,
+        module: &'a Module,
+        cfg: &PatchConfig,
+    ) -> Result<Self> {
+        check_same_input(meta, module)?;
+        let column = target_column(meta, module, cfg.target.as_deref())?;
+        let calibration = module_calibration(module, cfg.calibrate)?;
+        Ok(PatchJob {
+            model_dir,
+            model,
+            meta,
+            module_dir,
+            module,
+            rule: PatchRule {
+                target_column: column,
+                calibration,
+                clip: cfg.clip,
+            },
+        })
+    }
+
+    /// Name of the target class.
+    pub fn target_class(&self) -> &str {
+        &self.meta.class_names[self.rule.target_column]
+    }
+
+    /// Patches the weak model's predictions of every image of `test` (the test split of
+    /// `dataset`) and reports the effect, in batches of `batch`.
+    pub fn measure(&self, dataset: &str, test: &ImageSet, batch: usize) -> Result<PatchSummary> {
+        let classes = self.meta.spec.num_classes;
+        if test.num_classes() != classes {
+            return Err(ComposerError::Incompatible(format!(
+                "{}: the weak model has {classes} classes, dataset `{dataset}` has {}",
+                self.model_dir.display(),
+                test.num_classes()
+            )));
+        }
+        let run = |e: String| ComposerError::Model(e);
+        let indices: Vec<usize> = (0..test.len()).collect();
+        let mut logits = Vec::with_capacity(indices.len() * classes);
+        for chunk in indices.chunks(batch.max(1)) {
+            let (x, _) = cnn_data::to_tensor(
+                test,
+                chunk,
+                &self.meta.input_format,
+                None,
+                self.model.device(),
+            )
+            .map_err(|e| run(e.to_string()))?;
+            let l = self
+                .model
+                .predict_logits(&x, batch)
+                .map_err(|e| run(e.to_string()))?;
+            logits.extend(
+                l.flatten_all()
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(|e| run(e.to_string()))?,
+            );
+        }
+        let scores = score_images(std::slice::from_ref(self.module), test, &indices, batch)?;
+        let labels: Vec<u32> = test.labels.iter().map(|&l| l as u32).collect();
+        let (_, report) = patch_and_report(&labels, &logits, classes, &scores, &self.rule)?;
+        let model_macs = self.model.analysis().macs();
+        Ok(PatchSummary {
+            model: self.model_dir.to_path_buf(),
+            module: self.module_dir.to_path_buf(),
+            dataset: dataset.to_string(),
+            target_class: self.target_class().to_string(),
+            rule: self.rule,
+            report,
+            module_macs: self.module.meta.macs,
+            model_macs,
+            mac_overhead: self.module.meta.macs as f64 / model_macs.max(1) as f64,
+            out: None,
+        })
+    }
+
+    /// The `patch.json` of this patch.
+    pub fn manifest(&self) -> PatchManifest {
+        PatchManifest {
+            format: PATCH_FORMAT.into(),
+            format_version: PATCH_FORMAT_VERSION,
+            rule: self.rule,
+            target_class: self.target_class().to_string(),
+            model_sha256: self.meta.weights_sha256.clone(),
+            module_sha256: self.module.meta.weights_sha256.clone(),
+            crate_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// Saves the patched model in `out` ([`save_patched`]), refusing a directory that already
+    /// holds one.
+    pub fn save(&self, out: &Path) -> Result<()> {
+        if is_patched(out) {
+            return Err(ComposerError::AlreadyPatched {
+                dir: out.to_path_buf(),
+            });
+        }
+        save_patched(out, self.model_dir, self.module_dir, &self.manifest())
+    }
 }
 
 /// The weak model's column for a module: `target` (a class name or index) when given, else
@@ -91,12 +318,9 @@ pub fn target_column(
                     names.join(", ")
                 ))
             }),
-        None => find(&module.meta.class_name).ok_or_else(|| {
-            ComposerError::Incompatible(format!(
-                "the module recognises `{}`, a class the model does not have ({}); pass --target to choose the column it replaces",
-                module.meta.class_name,
-                names.join(", ")
-            ))
+        None => find(&module.meta.class_name).ok_or_else(|| ComposerError::ModuleClassNotInModel {
+            class: module.meta.class_name.clone(),
+            classes: names.join(", "),
         }),
     }
 }
@@ -120,10 +344,9 @@ pub fn check_same_input(model_meta: &ModelMeta, module: &Module) -> Result<()> {
     if diffs.is_empty() {
         Ok(())
     } else {
-        Err(ComposerError::Incompatible(format!(
-            "the module and the model take different inputs (model vs module: {})",
-            diffs.join("; ")
-        )))
+        Err(ComposerError::DifferentInputs {
+            differences: diffs.join("; "),
+        })
     }
 }
 
@@ -239,9 +462,8 @@ pub fn module_calibration(module: &Module, minmax: bool) -> Result<Calibration> 
             min: lo as f32,
             max: hi as f32,
         }),
-        None => Err(ComposerError::Incompatible(format!(
-            "module `{}` has no calibration range (decompose again, or patch with --calibration none)",
-            module.meta.class_name
-        ))),
+        None => Err(ComposerError::NoCalibrationRange {
+            class: module.meta.class_name.clone(),
+        }),
     }
 }

@@ -1,10 +1,11 @@
 //! Patching a weak model with one strong-model module (design §7).
 
+use cnn_models::metrics::{argmax_rows, ClassMetrics};
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::Calibration;
 use crate::error::{ComposerError, Result};
-use crate::metrics::{ratio_or_zero, ClassMetrics};
+use crate::metrics::{metrics_of_class, ratio_or_zero};
 
 /// Row-wise softmax of row-major logits `[n, columns]`, computed in f64 with the row maximum
 /// subtracted.
@@ -40,22 +41,6 @@ fn check_logits(logits: &[f32], columns: usize) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// Argmax of each row of row-major values `[n, columns]`; ties → lowest column.
-pub fn row_argmax(values: &[f64], columns: usize) -> Vec<u32> {
-    values
-        .chunks(columns)
-        .map(|row| {
-            let mut best = 0;
-            for (j, &v) in row.iter().enumerate().skip(1) {
-                if v > row[best] {
-                    best = j;
-                }
-            }
-            best as u32
-        })
-        .collect()
 }
 
 /// How a module patches a weak model: p = softmax(weak logits), column `target_column` of p
@@ -134,14 +119,14 @@ impl PatchRule {
         module_scores: &[f32],
     ) -> Result<Vec<u32>> {
         let p = self.patched_scores(weak_logits, num_weak_classes, module_scores)?;
-        Ok(row_argmax(&p, num_weak_classes))
+        Ok(argmax_rows(&p, num_weak_classes))
     }
 }
 
 /// Predictions of the unpatched weak model: argmax of its softmax (ties → lowest column).
 pub fn weak_predictions(weak_logits: &[f32], num_weak_classes: usize) -> Result<Vec<u32>> {
     let p = softmax_rows(weak_logits, num_weak_classes)?;
-    Ok(row_argmax(&p, num_weak_classes))
+    Ok(argmax_rows(&p, num_weak_classes))
 }
 
 /// One metric before and after patching.
@@ -182,9 +167,11 @@ pub struct PatchReport {
     pub f1: MetricChange,
     /// Accuracy on the images whose label is not the target class.
     pub non_target_accuracy: MetricChange,
-    /// Metrics before patching, with confusion counts.
+    /// Metrics before patching; serialised with its confusion counts.
+    #[serde(with = "with_counts")]
     pub target_before: ClassMetrics,
-    /// Metrics after patching, with confusion counts.
+    /// Metrics after patching; serialised with its confusion counts.
+    #[serde(with = "with_counts")]
     pub target_after: ClassMetrics,
     /// Test images.
     pub images: usize,
@@ -212,8 +199,8 @@ impl PatchReport {
                 });
             }
         }
-        let target_before = ClassMetrics::of_class(labels, before, target_class)?;
-        let target_after = ClassMetrics::of_class(labels, after, target_class)?;
+        let target_before = metrics_of_class(labels, before, target_class)?;
+        let target_after = metrics_of_class(labels, after, target_class)?;
         let non_target = |preds: &[u32]| {
             let (mut correct, mut total) = (0usize, 0usize);
             for (&y, &p) in labels.iter().zip(preds) {
@@ -251,4 +238,47 @@ pub fn patch_and_report(
     let before = weak_predictions(weak_logits, num_weak_classes)?;
     let report = PatchReport::compute(labels, &before, &after, rule.target_column as u32)?;
     Ok((after, report))
+}
+
+/// Serialises a [`ClassMetrics`] as precision, recall, F1 and its three confusion counts (the
+/// shape a [`PatchReport`] has always had), instead of precision, recall, F1 and support.
+mod with_counts {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ClassMetrics;
+
+    #[derive(Serialize, Deserialize)]
+    struct Counted {
+        precision: f64,
+        recall: f64,
+        f1: f64,
+        true_positives: usize,
+        false_positives: usize,
+        false_negatives: usize,
+    }
+
+    pub fn serialize<S: Serializer>(m: &ClassMetrics, s: S) -> Result<S::Ok, S::Error> {
+        Counted {
+            precision: m.precision,
+            recall: m.recall,
+            f1: m.f1,
+            true_positives: m.true_positives,
+            false_positives: m.false_positives,
+            false_negatives: m.false_negatives,
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ClassMetrics, D::Error> {
+        let c = Counted::deserialize(d)?;
+        Ok(ClassMetrics {
+            precision: c.precision,
+            recall: c.recall,
+            f1: c.f1,
+            support: c.true_positives + c.false_negatives,
+            true_positives: c.true_positives,
+            false_positives: c.false_positives,
+            false_negatives: c.false_negatives,
+        })
+    }
 }

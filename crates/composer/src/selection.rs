@@ -1,9 +1,9 @@
 //! Choosing modules for reuse (design §8): best F1 per class, and new-task class mapping.
 
+use cnn_models::metrics::ClassMetrics;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ComposerError, Result};
-use crate::metrics::ClassMetrics;
 
 /// Index of the candidate with the highest F1 (NaN counts as 0); ties → lowest index.
 /// `None` for no candidates.

@@ -7,6 +7,7 @@ fn with_f1(f1: f64) -> ClassMetrics {
         precision: 0.0,
         recall: 0.0,
         f1,
+        support: 0,
         true_positives: 0,
         false_positives: 0,
         false_negatives: 0,
