@@ -14,7 +14,6 @@ use serde_json::json;
 
 use crate::args::*;
 use crate::commands::{device, load_data, ops_for, pct, print_json};
-use crate::modules::module_scores;
 
 /// Whether `dir` is a patched-model directory.
 pub fn is_patched(dir: &Path) -> bool {
@@ -119,7 +118,7 @@ pub fn patch_model(g: &Global, a: &PatchArgs) -> Result<(PatchReport, serde_json
         }
         all
     };
-    let scores = module_scores(
+    let scores = composer::score_images(
         std::slice::from_ref(&module),
         &data.test,
         &indices,

@@ -20,6 +20,7 @@
 //! assert_eq!(model.tensors().len(), analysis.tensor_shapes().len());
 //! ```
 
+pub mod decomposition;
 pub mod error;
 pub mod evaluate;
 pub mod extract;
@@ -33,6 +34,7 @@ pub mod spec;
 pub mod train;
 pub mod weights;
 
+pub use decomposition::{Decomposition, DecompositionRecord, ModuleSummary, ParentModel};
 pub use error::{ModelError, Result};
 pub use evaluate::{evaluate, predict};
 pub use files::{load_model, save_model, ModelMeta};

@@ -9,7 +9,9 @@
 //! - [`ClassMetrics`], [`class_metrics`], [`binary_module_metrics`]: precision, recall, F1
 //!   with 0/0 = 0;
 //! - [`select_best_per_class`] and [`map_classes`]: module choice for reuse;
-//! - [`ComposedModel`], [`save_composed`], [`load_composed`]: a composition as a saved artefact.
+//! - [`ComposedModel`], [`save_composed`], [`load_composed`]: a composition as a saved artefact;
+//! - [`load_modules`]: the modules of a composition, from module directories or a
+//!   decomposition's directory.
 //!
 //! ```
 //! use composer::{compose_predictions, patch_and_report, Calibration, PatchRule};
@@ -43,6 +45,7 @@ mod composed;
 mod composition;
 mod error;
 mod metrics;
+mod module_set;
 mod patched;
 mod patching;
 mod selection;
@@ -56,6 +59,7 @@ pub use composed::{
 pub use composition::compose_predictions;
 pub use error::{ComposerError, Result};
 pub use metrics::{accuracy, binary_module_metrics, class_metrics, ClassMetrics};
+pub use module_set::{load_modules, module_dirs};
 pub use patched::{
     check_same_input, load_patched, module_calibration, parse_patch_manifest, save_patched,
     target_column, PatchManifest, PatchedModel, PATCH_FORMAT, PATCH_FORMAT_VERSION, PATCH_MANIFEST,
