@@ -544,8 +544,7 @@ mod tests {
         let mut records = records(&cfg);
         records[0].1 = json!({"modules": [], "chosen_epoch": 3});
         let err = Results::gather(Preset::Smoke, &cfg, &records)
-            .err()
-            .expect("an unreadable record is an error")
+            .expect_err("an unreadable record is an error")
             .to_string();
         assert!(err.contains("decompose-grad-simcnn-est1"), "{err}");
     }

@@ -15,9 +15,9 @@ type StepRecord = (Step, Value, f64);
 /// A decomposition step's output, read as its method's record.
 pub(super) enum MethodRecord {
     /// `decompose --method grad`.
-    Grad(DecompositionRecord<GradRecord>),
+    Grad(Box<DecompositionRecord<GradRecord>>),
     /// `decompose --method ga`.
-    Ga(DecompositionRecord<GaRecord>),
+    Ga(Box<DecompositionRecord<GaRecord>>),
 }
 
 /// One decomposition step: its method and model names, and its record.
@@ -76,8 +76,14 @@ pub(super) fn decompositions(records: &[StepRecord]) -> Result<Vec<Decomposed>> 
         };
         let origin = std::path::Path::new(&s.id);
         let record = match method.as_str() {
-            "grad" => MethodRecord::Grad(DecompositionRecord::from_json_value(origin, o.clone())?),
-            "ga" => MethodRecord::Ga(DecompositionRecord::from_json_value(origin, o.clone())?),
+            "grad" => MethodRecord::Grad(Box::new(DecompositionRecord::from_json_value(
+                origin,
+                o.clone(),
+            )?)),
+            "ga" => MethodRecord::Ga(Box::new(DecompositionRecord::from_json_value(
+                origin,
+                o.clone(),
+            )?)),
             other => bail!("step {}: unknown decomposition method `{other}`", s.id),
         };
         out.push(Decomposed {
