@@ -304,42 +304,43 @@ pub struct DecomposeArgs {
     /// Output directory: one `module_<c>/` per class plus `decomposition.json`.
     #[arg(long)]
     pub out: PathBuf,
-    /// Head-only warm-up epochs.
-    #[arg(long, default_value_t = 5)]
-    pub warmup_epochs: usize,
-    /// Epochs after the warm-up (the mask/head pattern repeats over them).
-    #[arg(long, default_value_t = 140)]
-    pub epochs: usize,
-    /// Mask epochs per pattern.
-    #[arg(long, default_value_t = 5)]
-    pub pattern_mask: usize,
-    /// Head-only epochs per pattern.
-    #[arg(long, default_value_t = 2)]
-    pub pattern_head: usize,
-    /// Weight of the kept-kernel term in mask phases.
-    #[arg(long, default_value_t = 0.1)]
-    pub lambda: f64,
-    /// Accuracy loss (fraction, absolute) an epoch may have against the model to be a candidate.
-    #[arg(long, default_value_t = 0.01)]
-    pub tolerance: f64,
-    /// Mask initialisation.
-    #[arg(long, value_enum, default_value_t = MaskInitChoice::Ones)]
-    pub mask_init: MaskInitChoice,
-    /// Learning rate of the warm-up (heads).
-    #[arg(long, default_value_t = 0.01)]
-    pub warmup_lr: f64,
-    /// Learning rate of mask phases (masks + heads).
-    #[arg(long, default_value_t = 0.001)]
-    pub mask_lr: f64,
-    /// Learning rate of later head phases.
-    #[arg(long, default_value_t = 0.001)]
-    pub head_lr: f64,
-    /// Mini-batch size.
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    /// Seed (heads, mask init, data order).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Head-only warm-up epochs [default: 5].
+    #[arg(long)]
+    pub warmup_epochs: Option<usize>,
+    /// Epochs after the warm-up (the mask/head pattern repeats over them) [default: 140].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Mask epochs per pattern [default: 5].
+    #[arg(long)]
+    pub pattern_mask: Option<usize>,
+    /// Head-only epochs per pattern [default: 2].
+    #[arg(long)]
+    pub pattern_head: Option<usize>,
+    /// Weight of the kept-kernel term in mask phases [default: 0.1].
+    #[arg(long)]
+    pub lambda: Option<f64>,
+    /// Accuracy loss (fraction, absolute) an epoch may have against the model to be a candidate
+    /// [default: 0.01].
+    #[arg(long)]
+    pub tolerance: Option<f64>,
+    /// Mask initialisation [default: ones].
+    #[arg(long, value_enum)]
+    pub mask_init: Option<MaskInitChoice>,
+    /// Learning rate of the warm-up (heads) [default: 0.01].
+    #[arg(long)]
+    pub warmup_lr: Option<f64>,
+    /// Learning rate of mask phases (masks + heads) [default: 0.001].
+    #[arg(long)]
+    pub mask_lr: Option<f64>,
+    /// Learning rate of later head phases [default: 0.001].
+    #[arg(long)]
+    pub head_lr: Option<f64>,
+    /// Mini-batch size [default: 64].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Seed (heads, mask init, data order; the GA's draws) [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Use only the first N images of the training part (quick runs).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -405,34 +406,12 @@ pub struct DecomposeArgs {
     /// Fitness images: the first N of the model's validation part (default: all of it).
     #[arg(long, help_heading = "CNNSplitter (--method ga)")]
     pub fitness_images: Option<usize>,
-    /// Softmax probability an image needs to count for kernel importance.
-    #[arg(
-        long,
-        default_value_t = 0.9,
-        help_heading = "CNNSplitter (--method ga)"
-    )]
-    pub confidence: f64,
-    /// Images per forward pass when scoring candidate modules.
-    #[arg(
-        long,
-        default_value_t = 256,
-        help_heading = "CNNSplitter (--method ga)"
-    )]
-    pub eval_batch: usize,
-}
-
-impl DecomposeArgs {
-    /// The arguments `cnnsplit decompose --model MODEL --out OUT` would get.
-    pub fn with_defaults(model: PathBuf, out: PathBuf) -> Self {
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            args: DecomposeArgs,
-        }
-        let model = model.to_string_lossy().to_string();
-        let out = out.to_string_lossy().to_string();
-        Wrapper::parse_from(["decompose", "--model", &model, "--out", &out]).args
-    }
+    /// Softmax probability an image needs to count for kernel importance [default: 0.9].
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub confidence: Option<f64>,
+    /// Images per forward pass when scoring candidate modules [default: 256].
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub eval_batch: Option<usize>,
 }
 
 /// Calibration of a module's score when patching.

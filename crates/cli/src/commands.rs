@@ -639,26 +639,32 @@ fn demo(g: &Global, a: DemoArgs) -> Result<()> {
     let report = train_model(g, &targs)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let modules_dir = out.join("modules");
-    let dargs = DecomposeArgs {
+    let split_config = splitter_grad::GradSplitConfig {
         warmup_epochs: 2,
-        epochs: a.split_epochs,
+        mask_epochs: a.split_epochs,
         pattern_mask: 3,
         pattern_head: 1,
         mask_lr: 0.05,
         head_lr: 0.005,
         seed: a.seed,
-        limit: Some(a.split_images),
-        ..DecomposeArgs::with_defaults(model_dir.clone(), modules_dir.clone())
+        ..Default::default()
     };
-    let record = crate::modules::decompose_model(g, &dargs)?;
+    let target = crate::modules::DecomposeTarget {
+        model: &model_dir,
+        dataset: None,
+        out: &modules_dir,
+        limit: Some(a.split_images),
+        resume: false,
+    };
+    let record = crate::modules::decompose_grad(g, &target, &split_config)?.record;
     let modules = crate::modules::load_modules(
         std::slice::from_ref(&modules_dir),
-        Some(record["model_sha256"].as_str().unwrap_or("")),
+        Some(record.model_sha256.as_str()),
         g,
     )?;
     let (_, data) = load_data("fashion-mnist")?;
     let all: Vec<usize> = (0..data.test.len()).collect();
-    let scores = crate::modules::module_scores(&modules, &data.test, &all, 256)?;
+    let scores = composer::score_images(&modules, &data.test, &all, 256)?;
     let preds = argmax_rows(&scores, modules.len());
     let labels: Vec<u32> = data.test.labels.iter().map(|&l| l as u32).collect();
     let composed = Evaluation::new(&labels, &preds, modules.len());
@@ -701,7 +707,7 @@ fn demo(g: &Global, a: DemoArgs) -> Result<()> {
     let (patch_report, patch_summary) = crate::patch::patch_model(g, &pargs)?;
     let seconds = started.elapsed().as_secs_f64();
     let summary = json!({
-        "model": report, "decomposition": record, "composed_test_accuracy": composed.accuracy,
+        "model": report, "decomposition": record.to_json_value()?, "composed_test_accuracy": composed.accuracy,
         "module_kernels": kernels, "mean_krr": mean_krr, "train_seconds": train_seconds,
         "weak_model": weak_report, "patch": patch_summary, "total_seconds": seconds,
     });
@@ -730,8 +736,8 @@ fn demo(g: &Global, a: DemoArgs) -> Result<()> {
             "modules      {} in {} (GradSplitter, chosen epoch {}, {:.0} s)",
             modules.len(),
             modules_dir.display(),
-            record["chosen_epoch"],
-            record["seconds"].as_f64().unwrap_or(0.0)
+            record.method_fields.chosen_epoch,
+            record.seconds
         );
         println!(
             "kernels      per module {:?} of {}, mean retention {}",

@@ -1,17 +1,16 @@
-//! `decompose`, `compose` and `inspect --module`: wiring GradSplitter and module files.
+//! `decompose`, `compose` and `inspect --module`: flags into the splitters' configs, their
+//! progress and results onto the terminal, module directories into compositions.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use cnn_data::ImageSet;
-use cnn_models::files::atomic_write;
+use anyhow::{bail, Result};
+use cnn_models::decomposition::{Decomposition, ModuleSummary, DECOMPOSITION_FILE};
 use cnn_models::metrics::{argmax_rows, Evaluation};
-use cnn_models::module::{build_module, load_module, module_dir, read_module_meta, save_module};
+use cnn_models::module::{module_dir, read_module_meta};
 use cnn_models::train::DataSplit;
-use cnn_models::{Module, ModuleSource};
+use cnn_models::{Module, ParentModel, TrainData};
 use serde_json::json;
-use splitter_grad::{GradSplitConfig, GradSplitEvent, MaskInit};
+use splitter_grad::{GradRecord, GradSplitConfig, GradSplitEvent, MaskInit};
 
 use crate::args::*;
 use crate::commands::{
@@ -19,28 +18,62 @@ use crate::commands::{
 };
 use crate::progress::bar;
 
-/// Name of the run record a decomposition writes next to its modules.
-pub const RECORD_FILE: &str = "decomposition.json";
-
-fn config_from(a: &DecomposeArgs) -> GradSplitConfig {
+/// The GradSplitter settings of `decompose`'s flags, each flag left out taking
+/// [`GradSplitConfig::default`]'s value.
+pub fn grad_config(a: &DecomposeArgs) -> GradSplitConfig {
+    let d = GradSplitConfig::default();
     GradSplitConfig {
-        warmup_epochs: a.warmup_epochs,
-        mask_epochs: a.epochs,
-        pattern_mask: a.pattern_mask,
-        pattern_head: a.pattern_head,
-        warmup_lr: a.warmup_lr,
-        mask_lr: a.mask_lr,
-        head_lr: a.head_lr,
-        lambda: a.lambda,
-        batch_size: a.batch_size,
+        warmup_epochs: a.warmup_epochs.unwrap_or(d.warmup_epochs),
+        mask_epochs: a.epochs.unwrap_or(d.mask_epochs),
+        pattern_mask: a.pattern_mask.unwrap_or(d.pattern_mask),
+        pattern_head: a.pattern_head.unwrap_or(d.pattern_head),
+        warmup_lr: a.warmup_lr.unwrap_or(d.warmup_lr),
+        mask_lr: a.mask_lr.unwrap_or(d.mask_lr),
+        head_lr: a.head_lr.unwrap_or(d.head_lr),
+        lambda: a.lambda.unwrap_or(d.lambda),
+        batch_size: a.batch_size.unwrap_or(d.batch_size),
         mask_init: match a.mask_init {
-            MaskInitChoice::Ones => MaskInit::Ones,
-            MaskInitChoice::Normal => MaskInit::Normal,
-            MaskInitChoice::Zeros => MaskInit::Zeros,
+            Some(MaskInitChoice::Ones) => MaskInit::Ones,
+            Some(MaskInitChoice::Normal) => MaskInit::Normal,
+            Some(MaskInitChoice::Zeros) => MaskInit::Zeros,
+            None => d.mask_init,
         },
-        tolerance: a.tolerance,
-        seed: a.seed,
-        ..GradSplitConfig::default()
+        tolerance: a.tolerance.unwrap_or(d.tolerance),
+        seed: a.seed.unwrap_or(d.seed),
+        ..d
+    }
+}
+
+/// What a decomposition reads and where it writes: the flags both methods share.
+#[derive(Clone, Copy, Debug)]
+pub struct DecomposeTarget<'a> {
+    /// The model directory.
+    pub model: &'a Path,
+    /// Dataset NAME[=DIR]; `None`: the model's own.
+    pub dataset: Option<&'a str>,
+    /// Output directory.
+    pub out: &'a Path,
+    /// Use only the first N images of the training part.
+    pub limit: Option<usize>,
+    /// Continue from `out/checkpoint`.
+    pub resume: bool,
+}
+
+impl<'a> DecomposeTarget<'a> {
+    /// The target `decompose`'s flags name.
+    pub fn of(a: &'a DecomposeArgs) -> Self {
+        DecomposeTarget {
+            model: &a.model,
+            dataset: a.dataset.as_deref(),
+            out: &a.out,
+            limit: a.limit,
+            resume: a.resume,
+        }
+    }
+
+    /// Where the search keeps its checkpoint.
+    pub fn checkpoint(&self) -> PathBuf {
+        self.out.join("checkpoint")
     }
 }
 
@@ -54,18 +87,33 @@ pub struct Prepared {
     pub val_idx: Vec<usize>,
 }
 
+impl Prepared {
+    /// The images of the model's training and validation parts.
+    pub fn train_data(&self) -> TrainData<'_> {
+        TrainData {
+            set: &self.data.train,
+            train: self.train_idx.clone(),
+            val: self.val_idx.clone(),
+            format: self.meta.input_format.clone(),
+        }
+    }
+}
+
 /// Load the model and its data for `decompose` and check the output directory.
-pub fn prepare(g: &Global, a: &DecomposeArgs) -> Result<Prepared> {
+pub fn prepare(g: &Global, t: &DecomposeTarget<'_>) -> Result<Prepared> {
     let dev = device(g.device)?;
-    let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
+    let (mut model, meta) = cnn_models::load_model(t.model, &dev)?;
     model.set_ops(ops_for(g, &dev));
     model.freeze()?;
-    let dataset = a.dataset.clone().unwrap_or_else(|| meta.dataset.clone());
+    let dataset = t
+        .dataset
+        .map(str::to_string)
+        .unwrap_or_else(|| meta.dataset.clone());
     let (dspec, data) = load_data(&dataset)?;
     if data.train.num_classes() != model.spec().num_classes {
         bail!(
             "{}: the model has {} classes, dataset `{}` has {}",
-            a.model.display(),
+            t.model.display(),
             model.spec().num_classes,
             dspec,
             data.train.num_classes()
@@ -76,17 +124,17 @@ pub fn prepare(g: &Global, a: &DecomposeArgs) -> Result<Prepared> {
         limit: None,
     });
     let (mut train_idx, val_idx) = split.indices(&data.train, meta.seed.unwrap_or(0))?;
-    if let Some(limit) = a.limit {
+    if let Some(limit) = t.limit {
         train_idx.truncate(limit);
     }
-    if a.out.join(RECORD_FILE).exists() && !a.resume {
+    if t.out.join(DECOMPOSITION_FILE).exists() && !t.resume {
         bail!(
             "{} already holds a decomposition: choose another --out, delete it, or pass --resume",
-            a.out.display()
+            t.out.display()
         );
     }
     // temp files of a run that was killed mid-write are never read; clear them away
-    cnn_models::files::remove_stale_temp_files(&a.out, 2)?;
+    cnn_models::files::remove_stale_temp_files(t.out, 2)?;
     Ok(Prepared {
         model,
         meta,
@@ -97,302 +145,186 @@ pub fn prepare(g: &Global, a: &DecomposeArgs) -> Result<Prepared> {
     })
 }
 
-/// Decompose a model by `--method` and save one module per class; returns the run record.
-pub fn decompose_model(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> {
-    if !(0.0..=1.0).contains(&a.tolerance) {
-        bail!("--tolerance must be within [0, 1], got {}", a.tolerance);
-    }
-    match a.method {
-        Method::Grad => decompose_grad(g, a),
-        Method::Ga => crate::ga::decompose_ga(g, a),
+/// GradSplitter's progress on stderr: a bar per epoch, a line per finished epoch.
+struct GradProgress {
+    quiet: bool,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl GradProgress {
+    fn event(&mut self, ev: &GradSplitEvent) {
+        let quiet = self.quiet;
+        match ev {
+            GradSplitEvent::Started { model_accuracy, .. } => {
+                if !quiet {
+                    eprintln!(
+                        "model accuracy on the validation part: {}",
+                        pct(*model_accuracy)
+                    );
+                }
+            }
+            GradSplitEvent::EpochStart {
+                epoch,
+                epochs,
+                phase,
+                batches,
+            } => {
+                self.bar = Some(bar(
+                    *batches as u64,
+                    &format!("{phase:?} {epoch}/{epochs}"),
+                    quiet,
+                ));
+            }
+            GradSplitEvent::Batch { loss, .. } => {
+                if let Some(b) = &self.bar {
+                    b.set_message(format!("loss {loss:.4}"));
+                    b.inc(1);
+                }
+            }
+            GradSplitEvent::EpochEnd(r) => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+                if !quiet {
+                    eprintln!(
+                        "epoch {:>3} {:<6?} loss {:.4}  composed val acc {}  mean kernels {:.1} (KRR {})  {:.1}s",
+                        r.epoch,
+                        r.phase,
+                        r.train_loss,
+                        pct(r.val_accuracy),
+                        r.mean_kernels,
+                        pct(r.mean_krr),
+                        r.seconds
+                    );
+                }
+            }
+            GradSplitEvent::Chosen {
+                epoch,
+                val_accuracy,
+                mean_kernels,
+            } => {
+                if !quiet {
+                    eprintln!(
+                        "chosen epoch {epoch}: composed val acc {}, mean kernels {mean_kernels:.1}",
+                        pct(*val_accuracy)
+                    );
+                }
+            }
+        }
     }
 }
 
-/// Run GradSplitter on a model and save one module per class; returns the run record.
-fn decompose_grad(g: &Global, a: &DecomposeArgs) -> Result<serde_json::Value> {
-    let Prepared {
-        model,
-        meta,
-        dspec,
-        data,
-        train_idx,
-        val_idx,
-    } = prepare(g, a)?;
-    let cfg = config_from(a);
-    let tdata = cnn_models::TrainData {
-        set: &data.train,
-        train: train_idx,
-        val: val_idx,
-        format: meta.input_format.clone(),
-    };
+/// Run GradSplitter with `cfg` on the model `t` names, showing progress, and save one module
+/// per class plus the run record under `t.out`.
+pub fn decompose_grad(
+    g: &Global,
+    t: &DecomposeTarget<'_>,
+    cfg: &GradSplitConfig,
+) -> Result<Decomposition<GradRecord>> {
+    let p = prepare(g, t)?;
+    let data = p.train_data();
     if !g.quiet {
         eprintln!(
             "GradSplitter on {} ({} classes, {} kernels): {} train / {} val images, {} epochs",
-            a.model.display(),
-            model.spec().num_classes,
-            model.analysis().total_kernels(),
-            tdata.train.len(),
-            tdata.val.len(),
+            t.model.display(),
+            p.model.spec().num_classes,
+            p.model.analysis().total_kernels(),
+            data.train.len(),
+            data.val.len(),
             cfg.epochs()
         );
     }
-    let quiet = g.quiet;
-    let mut pb = None;
-    let mut on_event = |ev: &GradSplitEvent| match ev {
-        GradSplitEvent::Started { model_accuracy, .. } => {
-            if !quiet {
-                eprintln!(
-                    "model accuracy on the validation part: {}",
-                    pct(*model_accuracy)
-                );
-            }
-        }
-        GradSplitEvent::EpochStart {
-            epoch,
-            epochs,
-            phase,
-            batches,
-        } => {
-            pb = Some(bar(
-                *batches as u64,
-                &format!("{phase:?} {epoch}/{epochs}"),
-                quiet,
-            ));
-        }
-        GradSplitEvent::Batch { loss, .. } => {
-            if let Some(b) = &pb {
-                b.set_message(format!("loss {loss:.4}"));
-                b.inc(1);
-            }
-        }
-        GradSplitEvent::EpochEnd(r) => {
-            if let Some(b) = pb.take() {
-                b.finish_and_clear();
-            }
-            if !quiet {
-                eprintln!(
-                    "epoch {:>3} {:<6?} loss {:.4}  composed val acc {}  mean kernels {:.1} (KRR {})  {:.1}s",
-                    r.epoch,
-                    r.phase,
-                    r.train_loss,
-                    pct(r.val_accuracy),
-                    r.mean_kernels,
-                    pct(r.mean_krr),
-                    r.seconds
-                );
-            }
-        }
-        GradSplitEvent::Chosen {
-            epoch,
-            val_accuracy,
-            mean_kernels,
-        } => {
-            if !quiet {
-                eprintln!(
-                    "chosen epoch {epoch}: composed val acc {}, mean kernels {mean_kernels:.1}",
-                    pct(*val_accuracy)
-                );
-            }
-        }
+    let dataset = p.dspec.to_string();
+    let parent = ParentModel {
+        model: &p.model,
+        meta: &p.meta,
+        path: t.model,
+        dataset: &dataset,
     };
-    let started = Instant::now();
-    let ckpt = a.out.join("checkpoint");
-    let checkpointing = splitter_grad::Checkpointing::In {
-        dir: &ckpt,
-        resume: splitter_grad::Resume::continue_if(a.resume),
+    let mut progress = GradProgress {
+        quiet: g.quiet,
+        bar: None,
     };
-    let result = splitter_grad::grad_split(&model, &tdata, &cfg, checkpointing, &mut on_event)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let mut modules = Vec::new();
-    for (c, name) in meta.class_names.iter().enumerate() {
-        let metrics = json!({
-            "chosen_epoch": result.chosen_epoch,
-            "model_val_accuracy": result.model_accuracy,
-            "composed_val_accuracy": result.log.iter().find(|r| r.epoch == result.chosen_epoch).map(|r| r.val_accuracy),
-        });
-        let mut module = build_module(
-            &model,
-            &meta.weights_sha256,
-            &result.masks[c],
-            ModuleSource::Head(result.heads.module(c)?),
-            c,
-            name,
-            meta.input_format.clone(),
-            Some(metrics),
-        )?;
-        module.meta.dataset = Some(dspec.to_string());
-        calibrate(&mut module, &data.train, &tdata.val, 256)?;
-        modules.push(save_class_module(&a.out, c, &module)?);
-    }
-    let record = json!({
-        "format": "cnnsplit-decomposition", "format_version": 1, "method": "grad",
-        "model": a.model, "model_sha256": meta.weights_sha256, "dataset": dspec.to_string(),
-        "config": cfg, "train_images": tdata.train.len(), "val_images": tdata.val.len(),
-        "model_val_accuracy": result.model_accuracy, "chosen_epoch": result.chosen_epoch,
-        "log": result.log, "modules": modules, "seconds": seconds,
-        "crate_version": env!("CARGO_PKG_VERSION"),
-    });
-    atomic_write(
-        &a.out.join(RECORD_FILE),
-        &serde_json::to_vec_pretty(&record)?,
+    let mut decomposition = splitter_grad::decompose(
+        &parent,
+        &data,
+        cfg,
+        splitter_grad::Checkpointing::In {
+            dir: &t.checkpoint(),
+            resume: splitter_grad::Resume::continue_if(t.resume),
+        },
+        &mut |ev| progress.event(ev),
     )?;
-    Ok(record)
+    decomposition.save(t.out)?;
+    Ok(decomposition)
 }
 
 pub fn decompose(g: &Global, a: DecomposeArgs) -> Result<()> {
-    let record = decompose_model(g, &a)?;
+    if let Some(tolerance) = a.tolerance {
+        if !(0.0..=1.0).contains(&tolerance) {
+            bail!("--tolerance must be within [0, 1], got {tolerance}");
+        }
+    }
+    let target = DecomposeTarget::of(&a);
+    let (record, modules, chosen) = match a.method {
+        Method::Grad => {
+            let d = decompose_grad(g, &target, &grad_config(&a))?;
+            let chosen = format!("chosen epoch {}", d.record.method_fields.chosen_epoch);
+            (d.record.to_json_value()?, d.record.modules, chosen)
+        }
+        Method::Ga => {
+            let d = crate::ga::decompose_ga(g, &a)?;
+            let chosen = format!(
+                "chosen generation {}",
+                d.record.method_fields.chosen_generation
+            );
+            (d.record.to_json_value()?, d.record.modules, chosen)
+        }
+    };
     if g.json {
         print_json(&record);
         return Ok(());
     }
-    println!(
-        "{:<14} {:>8} {:>8} {:>10} {:>10}",
-        "module", "kernels", "KRR", "params", "MAC share"
-    );
-    for m in record["modules"].as_array().into_iter().flatten() {
-        println!(
-            "{:<14} {:>8} {:>8} {:>10} {:>10}",
-            m["name"].as_str().unwrap_or(""),
-            m["kernels"],
-            pct(m["krr"].as_f64().unwrap_or(0.0)),
-            m["params"],
-            pct(m["overhead"].as_f64().unwrap_or(0.0))
-        );
-    }
-    let chosen = match a.method {
-        Method::Grad => format!("chosen epoch {}", record["chosen_epoch"]),
-        Method::Ga => format!("chosen generation {}", record["chosen_generation"]),
-    };
+    print_module_table(&modules);
     println!(
         "wrote {} modules to {} ({chosen})",
-        record["modules"].as_array().map_or(0, Vec::len),
+        modules.len(),
         a.out.display(),
     );
     Ok(())
 }
 
-/// Expand `--modules` arguments: a module directory, or a directory of `module_*` directories.
-fn module_dirs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        let dir = module_dir(p);
-        if dir.join("module.json").exists() {
-            out.push(dir);
-            continue;
-        }
-        let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(&dir)
-            .with_context(|| {
-                format!(
-                    "{}: not a module directory and not readable as a folder of modules",
-                    dir.display()
-                )
-            })?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("module.json").exists())
-            .map(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                let idx = name
-                    .trim_start_matches("module_")
-                    .parse()
-                    .unwrap_or(usize::MAX);
-                (idx, e.path())
-            })
-            .collect();
-        if found.is_empty() {
-            bail!(
-                "{}: holds no module (no module.json in it or its subfolders)",
-                dir.display()
-            );
-        }
-        found.sort();
-        out.extend(found.into_iter().map(|(_, p)| p));
-    }
-    Ok(out)
-}
-
-/// Save module `c` as `OUT/module_<c>` and describe it for the run record.
-pub fn save_class_module(out: &Path, c: usize, module: &Module) -> Result<serde_json::Value> {
-    let dir = out.join(format!("module_{c}"));
-    save_module(&dir, module)?;
-    let m = &module.meta;
-    Ok(json!({
-        "class": c, "name": m.class_name, "dir": dir, "kernels": m.kernels, "krr": m.krr,
-        "params": m.params, "macs": m.macs, "overhead": m.overhead, "zeroed_convs": m.zeroed_convs,
-    }))
-}
-
-/// Measure a module's min–max calibration range (design §7): its scores on the images of its own
-/// class among `indices` of `set`.
-pub fn calibrate(
-    module: &mut Module,
-    set: &ImageSet,
-    indices: &[usize],
-    batch: usize,
-) -> Result<()> {
-    let own: Vec<usize> = indices
-        .iter()
-        .copied()
-        .filter(|&i| set.labels[i] as usize == module.meta.class_index)
-        .collect();
-    if own.is_empty() {
-        tracing::warn!(
-            "no validation image of class {}: module has no calibration range",
-            module.meta.class_name
+/// The table of modules `decompose` prints.
+fn print_module_table(modules: &[ModuleSummary]) {
+    println!(
+        "{:<14} {:>8} {:>8} {:>10} {:>10}",
+        "module", "kernels", "KRR", "params", "MAC share"
+    );
+    // kernels and params stand unpadded, as they always have
+    for m in modules {
+        println!(
+            "{:<14} {} {:>8} {} {:>10}",
+            m.name,
+            m.kernels,
+            pct(m.krr),
+            m.params,
+            pct(m.overhead)
         );
-        return Ok(());
     }
-    let scores = module_scores(std::slice::from_ref(module), set, &own, batch)?;
-    let lo = scores.iter().copied().fold(f32::INFINITY, f32::min) as f64;
-    let hi = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    module.meta.calibration = Some((lo, hi));
-    Ok(())
 }
 
-/// Scores `[n, modules]` (row-major) of modules on `indices` of `set`.
-pub fn module_scores(
-    modules: &[Module],
-    set: &ImageSet,
-    indices: &[usize],
-    batch: usize,
-) -> Result<Vec<f32>> {
-    let m = modules.len();
-    let mut scores = vec![0f32; indices.len() * m];
-    let format = &modules[0].meta.input_format;
-    let dev = modules[0].model.device().clone();
-    for (chunk_no, chunk) in indices.chunks(batch.max(1)).enumerate() {
-        let (x, _) = cnn_data::to_tensor(set, chunk, format, None, &dev)?;
-        for (j, module) in modules.iter().enumerate() {
-            let s: Vec<f32> = module.score(&x)?.to_vec1()?;
-            for (i, v) in s.into_iter().enumerate() {
-                scores[(chunk_no * batch.max(1) + i) * m + j] = v;
-            }
-        }
-    }
-    Ok(scores)
-}
-
-/// Load modules and check they can be composed (same input format, distinct classes).
+/// Load the modules under `paths` (module directories, or folders of them) with the CLI's device
+/// and ops choice, checking they can be composed; with `parent_sha`, that they come from that
+/// model.
 pub fn load_modules(
     paths: &[PathBuf],
     parent_sha: Option<&str>,
     g: &Global,
 ) -> Result<Vec<Module>> {
     let dev = device(g.device)?;
-    let mut modules: Vec<Module> = Vec::new();
-    for dir in module_dirs(paths)? {
-        let mut m = load_module(&dir, parent_sha, &dev)?;
+    let mut modules = composer::load_modules(paths, parent_sha, &dev)?;
+    for m in &mut modules {
         m.model.set_ops(ops_for(g, &dev));
-        if let Some(first) = modules.first() {
-            if m.meta.input_format != first.meta.input_format {
-                bail!(
-                    "{}: input format {:?} differs from the first module's {:?}: modules of one composition must take the same input",
-                    dir.display(),
-                    m.meta.input_format,
-                    first.meta.input_format
-                );
-            }
-        }
-        modules.push(m);
     }
     Ok(modules)
 }
@@ -426,7 +358,7 @@ pub fn compose(g: &Global, a: ComposeArgs) -> Result<()> {
             names.join(", ")
         );
     }
-    let scores = module_scores(&modules, &data.test, &indices, a.batch_size)?;
+    let scores = composer::score_images(&modules, &data.test, &indices, a.batch_size)?;
     let preds = argmax_rows(&scores, n);
     let ev = Evaluation::new(&labels, &preds, n);
     let params: u64 = modules.iter().map(|m| m.meta.params).sum();

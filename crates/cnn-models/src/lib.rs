@@ -22,6 +22,7 @@
 
 pub mod analysis;
 pub mod checkpoint;
+pub mod decomposition;
 pub mod error;
 pub mod evaluate;
 pub mod extract;
@@ -37,6 +38,7 @@ pub mod training_run;
 pub mod weights;
 
 pub use checkpoint::{Checkpointing, Resume};
+pub use decomposition::{Decomposition, DecompositionRecord, ModuleSummary, ParentModel};
 pub use error::{ModelError, Result};
 pub use evaluate::{evaluate, predict};
 pub use files::{load_model, save_model, ModelMeta};

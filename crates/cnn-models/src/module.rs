@@ -192,6 +192,64 @@ impl Module {
         }
     }
 
+    /// Measures the module's min–max calibration range (design §7) and stores it in
+    /// `meta.calibration`: the smallest and largest score over the images of the module's own
+    /// class among `indices` of `set`, scored in chunks of `batch` images. With no image of
+    /// its class there, the module keeps no range (a warning is logged).
+    ///
+    /// ```
+    /// use candle_core::Device;
+    /// use cnn_models::extract::KernelMask;
+    /// use cnn_models::module::{build_module, ModuleSource};
+    /// use cnn_models::{presets, Model};
+    /// let parent = Model::init(presets::simcnn(0.0625, 3, 2, true), 1, &Device::Cpu).unwrap();
+    /// let masks: Vec<KernelMask> = parent.analysis().sites.iter().map(|s| vec![true; s.channels]).collect();
+    /// let format = cnn_data::InputFormat::for_dataset(cnn_data::DatasetKind::FashionMnist);
+    /// let mut module = build_module(&parent, "sha", &masks, ModuleSource::Logit, 1, "one",
+    ///     format, None).unwrap();
+    /// let set = cnn_data::ImageSet::new("toy", cnn_data::ImageShape { channels: 1, height: 28, width: 28 },
+    ///     (0..4).flat_map(|i| vec![60 * i as u8; 784]).collect(), vec![0, 1, 0, 1],
+    ///     vec!["zero".into(), "one".into()]).unwrap();
+    /// module.calibrate(&set, &[0, 1, 2, 3], 256).unwrap();
+    /// let (lo, hi) = module.meta.calibration.unwrap();
+    /// assert!(lo <= hi);
+    /// ```
+    pub fn calibrate(
+        &mut self,
+        set: &cnn_data::ImageSet,
+        indices: &[usize],
+        batch: usize,
+    ) -> Result<()> {
+        let own: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|&i| set.labels[i] as usize == self.meta.class_index)
+            .collect();
+        if own.is_empty() {
+            tracing::warn!(
+                "no validation image of class {}: module has no calibration range",
+                self.meta.class_name
+            );
+            return Ok(());
+        }
+        let batch = batch.max(1);
+        let mut scores = Vec::with_capacity(own.len());
+        for chunk in own.chunks(batch) {
+            let (x, _) = cnn_data::to_tensor(
+                set,
+                chunk,
+                &self.meta.input_format,
+                None,
+                self.model.device(),
+            )?;
+            scores.extend(self.score(&x)?.to_vec1::<f32>()?);
+        }
+        let lo = scores.iter().copied().fold(f32::INFINITY, f32::min) as f64;
+        let hi = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        self.meta.calibration = Some((lo, hi));
+        Ok(())
+    }
+
     /// Scores of many images, in batches of `batch`, as a vector.
     pub fn scores(&self, x: &Tensor, batch: usize) -> Result<Vec<f32>> {
         let logits = self.model.predict_logits(x, batch)?;

@@ -16,6 +16,8 @@
 //!   from different models' modules) with their baselines and typed reports;
 //! - [`Artifact::open`]: load whatever a directory holds — model, patched model, composed
 //!   model or class module.
+//! - [`load_modules`]: the modules of a composition, from module directories or a
+//!   decomposition's directory.
 //!
 //! ```
 //! use composer::{compose_predictions, patch_and_report, Calibration, PatchRule};
@@ -50,6 +52,7 @@ mod composed;
 mod composition;
 mod error;
 mod metrics;
+mod module_set;
 mod patched;
 mod patching;
 pub mod reuse;
@@ -66,6 +69,7 @@ pub use composed::{
 pub use composition::compose_predictions;
 pub use error::{ComposerError, Result};
 pub use metrics::{accuracy, binary_module_metrics, class_metrics};
+pub use module_set::{load_modules, module_dirs};
 pub use patched::{
     check_same_input, is_patched, load_patched, module_calibration, parse_patch_manifest,
     save_patched, target_column, PatchConfig, PatchJob, PatchManifest, PatchSummary, PatchedModel,

@@ -1,7 +1,8 @@
 //! The whole CNNSplitter pipeline on a model (design §6): kernel importance → layer
 //! sensitivity → one GA per class with joint fitness → the chosen generation's kernel masks.
 //! Every generation is checkpointed (with [`cnn_models::checkpoint::Checkpointer`]); a resumed
-//! run continues bit for bit.
+//! run continues bit for bit. [`decompose`] runs it on a model's validation images and turns
+//! the result into calibrated class modules and a run record ([`GaRecord`]).
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,8 +11,10 @@ use candle_core::{DType, Tensor};
 use cnn_models::checkpoint::{
     fingerprint, setting_differences, CheckpointKind, Checkpointing, DifferentRun, JsonLayout,
 };
+use cnn_models::decomposition::{Decomposition, DecompositionRecord, ModuleSummary, ParentModel};
 use cnn_models::extract::KernelMask;
-use cnn_models::Model;
+use cnn_models::module::build_module;
+use cnn_models::{Model, ModelSpec, ModuleSource, TrainData};
 use serde::{Deserialize, Serialize};
 
 use crate::config::GaConfig;
@@ -357,4 +360,272 @@ pub fn ga_split(
         evaluation_seconds,
         evaluations: (evaluator.evaluated, evaluator.reused),
     })
+}
+
+/// The `method` of a CNNSplitter record.
+pub const METHOD: &str = "ga";
+
+/// The GA numbers used when none are given: the paper's CIFAR-10 preset of a 10-class SimCNN or
+/// ResCNN (by the spec's name), else [`GaConfig::scaled_for`] the model's class count.
+pub fn ga_config_for(spec: &ModelSpec) -> GaConfig {
+    let classes = spec.num_classes;
+    if spec.name.starts_with("simcnn") && classes == 10 {
+        GaConfig::simcnn_cifar10()
+    } else if spec.name.starts_with("rescnn") && classes == 10 {
+        GaConfig::rescnn_cifar10()
+    } else {
+        GaConfig::scaled_for(classes)
+    }
+}
+
+/// Every setting of [`decompose`]. `Default` gives the GA numbers of [`ga_config_for`], kernel
+/// importance from images predicted with probability ≥ 0.9, seed 0, 256 images per forward
+/// pass, and all of the validation part as fitness images.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GaDecomposeConfig {
+    /// The GA's numbers; `None`: [`ga_config_for`] the model.
+    pub ga: Option<GaConfig>,
+    /// Softmax probability an image needs to count for kernel importance.
+    pub confidence: f64,
+    /// Explicit sensitive gene-layers (skips the sensitivity rule, not the measurement).
+    pub sensitive_layers: Option<Vec<usize>>,
+    /// Master seed of the GA's draws.
+    pub seed: u64,
+    /// Images per forward pass, when searching and when calibrating the modules.
+    pub batch_size: usize,
+    /// Fitness images: the first N of the validation part (`None`: all of it).
+    pub fitness_images: Option<usize>,
+}
+
+impl Default for GaDecomposeConfig {
+    fn default() -> Self {
+        let defaults = GaSplitConfig::new(GaConfig::simcnn_cifar10());
+        GaDecomposeConfig {
+            ga: None,
+            confidence: defaults.confidence,
+            sensitive_layers: defaults.sensitive_layers,
+            seed: defaults.seed,
+            batch_size: defaults.batch_size,
+            fitness_images: None,
+        }
+    }
+}
+
+impl GaDecomposeConfig {
+    /// The settings [`ga_split`] gets for a model of `spec`.
+    pub fn split_config(&self, spec: &ModelSpec) -> GaSplitConfig {
+        let mut cfg = GaSplitConfig::new(self.ga.clone().unwrap_or_else(|| ga_config_for(spec)));
+        cfg.confidence = self.confidence;
+        cfg.sensitive_layers = self.sensitive_layers.clone();
+        cfg.seed = self.seed;
+        cfg.batch_size = self.batch_size.max(1);
+        cfg
+    }
+
+    /// The fitness images among validation indices `val`: the first
+    /// [`GaDecomposeConfig::fitness_images`] of them.
+    pub fn fitness_indices(&self, val: &[usize]) -> Vec<usize> {
+        let mut indices = val.to_vec();
+        if let Some(n) = self.fitness_images {
+            indices.truncate(n);
+        }
+        indices
+    }
+}
+
+/// One generation as a CNNSplitter record lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerationSummary {
+    /// Generation index.
+    pub generation: usize,
+    /// Composed accuracy of the generation's best composition E_g.
+    pub composed_accuracy: f64,
+    /// Accuracy of the top composition of the beam search.
+    pub top_accuracy: f64,
+    /// Diversity of the top composition.
+    pub top_diversity: f64,
+    /// Generation score (absent for generation 0).
+    pub score: Option<f64>,
+    /// Best fitness per class.
+    pub best_fitness: Vec<f64>,
+    /// Mean fitness per class.
+    pub mean_fitness: Vec<f64>,
+    /// Mean kept kernels of E_g's modules.
+    pub mean_kernels: f64,
+    /// Accuracy weight of the fitness in this generation.
+    pub accuracy_weight: f64,
+    /// Wall time of the generation.
+    pub seconds: f64,
+}
+
+/// The CNNSplitter fields of a `decomposition.json`
+/// ([`cnn_models::DecompositionRecord`]`<GaRecord>`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GaRecord {
+    /// The search settings.
+    pub config: GaSplitConfig,
+    /// Fitness images (the first of the validation part).
+    pub fitness_images: usize,
+    /// The chosen generation.
+    pub chosen_generation: usize,
+    /// Its composed accuracy on the fitness images.
+    pub chosen_accuracy: f64,
+    /// Its diversity.
+    pub chosen_diversity: f64,
+    /// Confident images per class kernel importance was measured on.
+    pub importance_images: Vec<usize>,
+    /// Classes whose importance fell back to all their images.
+    pub importance_fallback: Vec<usize>,
+    /// Layer sensitivity.
+    pub sensitivity: LayerSensitivity,
+    /// Gene-layers treated as sensitive.
+    pub sensitive_layers: Vec<usize>,
+    /// Every generation.
+    pub generations: Vec<GenerationSummary>,
+    /// Chromosomes run through the model (this process).
+    pub evaluated_modules: usize,
+    /// Chromosomes answered from the cache (this process).
+    pub reused_modules: usize,
+    /// Generations per minute of wall time.
+    pub generations_per_minute: f64,
+    /// Share of this process's generation time spent running candidate modules (`None` when
+    /// this process timed no generation).
+    pub evaluation_fraction: Option<f64>,
+}
+
+/// Decomposes `parent` with CNNSplitter: the fitness images are the first
+/// [`GaDecomposeConfig::fitness_images`] of `data.val`; every class gets the chosen generation's
+/// module, calibrated on its class's images of all of `data.val`. `checkpoint` and `resume`
+/// work as in [`ga_split`]; `on_event` sees its progress.
+///
+/// ```
+/// use std::path::Path;
+/// use candle_core::Device;
+/// use cnn_data::{ImageSet, ImageShape};
+/// use cnn_models::files::ModelMeta;
+/// use cnn_models::{presets, Model, ParentModel, TrainData};
+/// use splitter_ga::{Checkpointing, GaConfig, GaDecomposeConfig};
+///
+/// let set = ImageSet::new("toy", ImageShape { channels: 1, height: 28, width: 28 },
+///     (0..24).flat_map(|i| vec![(i * 10) as u8; 784]).collect(),
+///     (0..24).map(|i| (i % 2) as u16).collect(), vec!["even".into(), "odd".into()]).unwrap();
+/// let format = cnn_data::InputFormat::for_dataset(cnn_data::DatasetKind::FashionMnist);
+/// let model = Model::init(presets::simcnn(0.0625, 3, 2, true), 0, &Device::Cpu).unwrap();
+/// let meta = ModelMeta::new(model.spec().clone(), format.clone(), "toy".into(), set.class_names.clone());
+/// let parent = ParentModel { model: &model, meta: &meta, path: Path::new("model"), dataset: "toy" };
+/// let data = TrainData { set: &set, train: vec![], val: (0..24).collect(), format };
+/// let mut ga = GaConfig::scaled_for(2);
+/// (ga.generations, ga.population, ga.parents, ga.keep) = (2, 4, 2, 2);
+/// let cfg = GaDecomposeConfig { ga: Some(ga), ..Default::default() };
+/// let d = splitter_ga::decompose(&parent, &data, &cfg, Checkpointing::Off, &mut |_| {}).unwrap();
+/// assert_eq!(d.modules.len(), 2);
+/// assert_eq!(d.record.method, "ga");
+/// assert_eq!(d.record.method_fields.generations.len(), 3);
+/// ```
+pub fn decompose(
+    parent: &ParentModel<'_>,
+    data: &TrainData<'_>,
+    config: &GaDecomposeConfig,
+    checkpointing: Checkpointing<'_>,
+    on_event: &mut dyn FnMut(&GaSplitEvent),
+) -> Result<Decomposition<GaRecord>> {
+    let model = parent.model;
+    let meta = parent.meta;
+    let cfg = config.split_config(model.spec());
+    let fitness = config.fitness_indices(&data.val);
+    if fitness.is_empty() {
+        return Err(GaError::InvalidFitnessInput(
+            "no fitness images: the validation part is empty or none were asked for".into(),
+        ));
+    }
+    let (x, labels) =
+        cnn_data::to_tensor(data.set, &fitness, &meta.input_format, None, model.device())
+            .map_err(cnn_models::ModelError::from)?;
+    let labels: Vec<u32> = labels.to_vec1::<u32>()?;
+    let started = Instant::now();
+    let result = ga_split(
+        model,
+        &meta.weights_sha256,
+        &x,
+        &labels,
+        &cfg,
+        checkpointing,
+        on_event,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    let chosen = &result.outcome.chosen;
+    let mut modules = Vec::new();
+    for (c, name) in meta.class_names.iter().enumerate() {
+        let metrics = serde_json::json!({
+            "chosen_generation": chosen.generation,
+            "composed_fitness_accuracy": chosen.accuracy,
+            "diversity": chosen.diversity,
+        });
+        let mut module = build_module(
+            model,
+            &meta.weights_sha256,
+            &result.masks[c],
+            ModuleSource::Logit,
+            c,
+            name,
+            meta.input_format.clone(),
+            Some(metrics),
+        )?;
+        module.meta.dataset = Some(parent.dataset.to_string());
+        module.calibrate(data.set, &data.val, config.batch_size)?;
+        modules.push(module);
+    }
+    let resumed_generations = result.generation_seconds.len() - result.evaluation_seconds.len();
+    let evaluation_total: f64 = result.evaluation_seconds.iter().sum();
+    let timed_total: f64 = result.generation_seconds[resumed_generations..]
+        .iter()
+        .sum();
+    let generations = result
+        .outcome
+        .history
+        .iter()
+        .zip(&result.generation_seconds)
+        .map(|(r, s)| GenerationSummary {
+            generation: r.generation,
+            composed_accuracy: r.best_accuracy,
+            top_accuracy: r.top.accuracy,
+            top_diversity: r.top.diversity,
+            score: r.score,
+            best_fitness: r.best_fitness.clone(),
+            mean_fitness: r.mean_fitness.clone(),
+            mean_kernels: r.best_kernels.iter().sum::<usize>() as f64
+                / r.best_kernels.len().max(1) as f64,
+            accuracy_weight: r.accuracy_weight,
+            seconds: *s,
+        })
+        .collect();
+    let generations_per_minute = 60.0 * result.generation_seconds.len() as f64
+        / result.generation_seconds.iter().sum::<f64>().max(1e-9);
+    let record = DecompositionRecord {
+        method: METHOD.into(),
+        model: parent.path.to_path_buf(),
+        model_sha256: meta.weights_sha256.clone(),
+        dataset: parent.dataset.to_string(),
+        val_images: data.val.len(),
+        model_val_accuracy: result.sensitivity.full_accuracy,
+        modules: modules.iter().map(ModuleSummary::of).collect(),
+        seconds,
+        ..DecompositionRecord::new(GaRecord {
+            config: cfg,
+            fitness_images: fitness.len(),
+            chosen_generation: chosen.generation,
+            chosen_accuracy: chosen.accuracy,
+            chosen_diversity: chosen.diversity,
+            importance_images: result.importance.images,
+            importance_fallback: result.importance.fallback,
+            sensitivity: result.sensitivity,
+            sensitive_layers: result.sensitive_layers,
+            generations,
+            evaluated_modules: result.evaluations.0,
+            reused_modules: result.evaluations.1,
+            generations_per_minute,
+            evaluation_fraction: (timed_total > 0.0).then(|| evaluation_total / timed_total),
+        })
+    };
+    Ok(Decomposition { modules, record })
 }

@@ -92,8 +92,9 @@ mod sensitivity;
 pub use cnn_models::checkpoint::{Checkpointing, Resume};
 pub use config::{beam_group_sizes, GaConfig, GaPreset, InitStrategy, SelectionSplit, ThetaTable};
 pub use decompose::{
-    ga_split, GaSplitConfig, GaSplitEvent, GaSplitResult, CHECKPOINT_FORMAT, GA_CHECKPOINT,
-    PRELUDE_FILE, PRELUDE_FORMAT_VERSION, STATE_FILE,
+    decompose, ga_config_for, ga_split, GaDecomposeConfig, GaRecord, GaSplitConfig, GaSplitEvent,
+    GaSplitResult, GenerationSummary, CHECKPOINT_FORMAT, GA_CHECKPOINT, PRELUDE_FILE,
+    PRELUDE_FORMAT_VERSION, STATE_FILE,
 };
 pub use error::{GaError, Result};
 pub use evaluator::{chromosome_masks, gene_layers_of, ModelEvaluator};

@@ -7,6 +7,10 @@
 //! the rule of design §5.7. [`cnn_models::module::build_module`] then extracts a class's module as
 //! a smaller network plus its head, in the module format both splitters share.
 //!
+//! [`decompose`] does all of it in one call: search, module extraction and calibration, and the
+//! run record ([`GradRecord`]); [`cnn_models::Decomposition::save`] writes the result. The
+//! example below shows the steps one by one.
+//!
 //! ```
 //! use candle_core::Device;
 //! use cnn_data::{ImageSet, ImageShape, InputFormat, Normalization};
@@ -48,6 +52,7 @@
 mod adam;
 pub mod checkpoint;
 pub mod config;
+pub mod decompose;
 pub mod error;
 pub mod heads;
 pub mod search;
@@ -55,6 +60,7 @@ pub mod ste;
 
 pub use cnn_models::checkpoint::{Checkpointing, Resume};
 pub use config::{choose_epoch, EpochRecord, GradSplitConfig, MaskInit, Phase};
+pub use decompose::{decompose, GradRecord};
 pub use error::{GradSplitError, Result};
 pub use heads::{ce_on_scores, Heads, ModuleHead};
 pub use search::{grad_split, GradSplitEvent, GradSplitResult, MaskSearchStep};

@@ -8,7 +8,9 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::plan::{Preset, PresetConfig, Step, StepKind};
+use super::plan::{Preset, PresetConfig, Step};
+
+mod tables;
 
 /// One table: a title, column names, rows of cells, and notes printed under it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -202,525 +204,31 @@ fn sd(xs: &[f64]) -> Option<f64> {
         .then(|| (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt())
 }
 
-fn module_column(record: &Value, key: &str) -> Vec<f64> {
-    record["modules"]
-        .as_array()
-        .map(|m| m.iter().filter_map(|x| x[key].as_f64()).collect())
-        .unwrap_or_default()
-}
-
 impl Results {
-    /// Build the tables from `(step, output, seconds)` records.
+    /// Build the tables from `(step, output, seconds)` records; a decomposition step's output
+    /// must read as its method's [`cnn_models::DecompositionRecord`].
     pub fn gather(
         preset: Preset,
         cfg: &PresetConfig,
         records: &[(Step, Value, f64)],
     ) -> Result<Self> {
-        let find = |pred: &dyn Fn(&StepKind) -> bool| -> Vec<&(Step, Value, f64)> {
-            records.iter().filter(|(s, _, _)| pred(&s.kind)).collect()
-        };
-        let mut tables = Vec::new();
+        let decompositions = tables::decompositions(records)?;
         let mut series = Series {
             classes: cfg.class_names.clone(),
             ..Series::default()
         };
-
-        // T1 models
-        let mut t1 = Table::new(
-            "t1",
-            "Models",
-            &[
-                "model",
-                "role",
-                "arch",
-                "dataset",
-                "estimator seed",
-                "train images",
-                "val images",
-                "epochs",
-                "best epoch",
-                "val acc %",
-                "test acc %",
-                "train s",
-            ],
-        );
-        for (s, o, secs) in find(&|k| matches!(k, StepKind::Train { .. })) {
-            if let StepKind::Train {
-                role,
-                arch,
-                dataset,
-                estimator,
-            } = &s.kind
-            {
-                t1.rows.push(vec![
-                    t(s.id.trim_start_matches("train-")),
-                    t(role.as_str()),
-                    t(arch.as_str()),
-                    t(dataset.as_str()),
-                    estimator.map_or(Cell::Empty, |e| t(e.to_string())),
-                    num(f(&o["train_images"]), 0),
-                    num(f(&o["val_images"]), 0),
-                    num(o["epochs"].as_array().map(|e| e.len() as f64), 0),
-                    num(f(&o["best_epoch"]), 0),
-                    pc(f(&o["best_val_accuracy"])),
-                    pc(f(&o["test_accuracy"])),
-                    num(Some(*secs), 0),
-                ]);
-            }
-        }
-        t1.notes.push("Estimators train on the spec's Dirichlet class-imbalanced subsets (80 % train / 20 % val of the subset); test accuracy is on the full official test split.".into());
-        tables.push(t1);
-
-        // T2 modularisation
-        let mut t2 = Table::new(
-            "t2",
-            "Modularisation effectiveness",
-            &[
-                "method",
-                "model",
-                "model acc %",
-                "composed acc %",
-                "loss pp",
-                "mean KRR %",
-                "mean kernels",
-                "chosen epoch/gen",
-                "search s",
-            ],
-        );
-        let mut losses: Vec<(String, String, f64, f64)> = Vec::new(); // method, model, loss, kernels
-        for (s, o, secs) in find(&|k| matches!(k, StepKind::Decompose { .. })) {
-            let StepKind::Decompose { method, model } = &s.kind else {
-                continue;
-            };
-            let compose = records.iter().find(|(c, _, _)| {
-                matches!(&c.kind, StepKind::Compose { method: m2, model: md } if m2 == method && md == model)
-            });
-            let model_acc = compose.and_then(|(_, c, _)| f(&c["model_accuracy"]));
-            let composed = compose.and_then(|(_, c, _)| f(&c["composed"]["accuracy"]));
-            let loss = model_acc.zip(composed).map(|(m, c)| 100.0 * (m - c));
-            let kernels = mean(&module_column(o, "kernels"));
-            if let (Some(l), Some(k)) = (loss, kernels) {
-                losses.push((method.clone(), model.clone(), l, k));
-            }
-            let chosen = if method == "grad" {
-                &o["chosen_epoch"]
-            } else {
-                &o["chosen_generation"]
-            };
-            t2.rows.push(vec![
-                t(if method == "grad" {
-                    "GradSplitter"
-                } else {
-                    "CNNSplitter"
-                }),
-                t(model.as_str()),
-                pc(model_acc),
-                pc(composed),
-                num(loss, 2),
-                pc(mean(&module_column(o, "krr"))),
-                num(kernels, 1),
-                num(f(chosen), 0),
-                num(f(&o["seconds"]).or(Some(*secs)), 0),
-            ]);
-            if method == "grad" {
-                let pts: Vec<(f64, f64, f64)> = o["log"]
-                    .as_array()
-                    .map(|l| {
-                        l.iter()
-                            .filter_map(|r| {
-                                Some((f(&r["epoch"])?, f(&r["val_accuracy"])?, f(&r["mean_krr"])?))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                series.gs_epochs.push((model.clone(), pts));
-            } else {
-                series.ga_generations = o["generations"]
-                    .as_array()
-                    .map(|g| {
-                        g.iter()
-                            .filter_map(|r| {
-                                let best: Vec<f64> = r["best_fitness"]
-                                    .as_array()?
-                                    .iter()
-                                    .filter_map(Value::as_f64)
-                                    .collect();
-                                Some((
-                                    f(&r["generation"])?,
-                                    f(&r["composed_accuracy"])?,
-                                    mean(&best)?,
-                                ))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            }
-        }
-        let grad_losses: Vec<f64> = losses
-            .iter()
-            .filter(|l| l.0 == "grad")
-            .map(|l| l.2)
-            .collect();
-        t2.notes.push(format!(
-            "Loss = model − composed test accuracy. GradSplitter loss over its decompositions: mean {} pp, sd {} pp. The paper's third-party summary puts CNNSplitter's mean loss at 2.89 %.",
-            mean(&grad_losses).map_or("–".into(), |m| format!("{m:.2}")),
-            sd(&grad_losses).map_or("–".into(), |m| format!("{m:.2}")),
-        ));
-        tables.push(t2);
-
-        // T3 GS vs GA on the same model
-        let mut t3 = Table::new(
-            "t3",
-            "GradSplitter vs CNNSplitter",
-            &[
-                "model",
-                "GS loss pp",
-                "GS mean kernels",
-                "GA loss pp",
-                "GA mean kernels",
-                "kernel reduction %",
-                "paper reduction %",
-            ],
-        );
-        for (_, model, ga_loss, ga_k) in losses.iter().filter(|l| l.0 == "ga") {
-            if let Some((_, _, gs_loss, gs_k)) =
-                losses.iter().find(|l| l.0 == "grad" && &l.1 == model)
-            {
-                t3.rows.push(vec![
-                    t(model.as_str()),
-                    num(Some(*gs_loss), 2),
-                    num(Some(*gs_k), 1),
-                    num(Some(*ga_loss), 2),
-                    num(Some(*ga_k), 1),
-                    num(Some(100.0 * (1.0 - gs_k / ga_k)), 2),
-                    num(Some(19.88), 2),
-                ]);
-            }
-        }
-        t3.notes.push("Both methods decompose the same model here (the paper uses BN models for GradSplitter and no-BN models for CNNSplitter). Reduction = 1 − GS kernels / GA kernels.".into());
-        tables.push(t3);
-        // KRR per class of the GA model's two decompositions
-        let decomposition_of = |method: &str, model: &str| {
-            records.iter().find_map(|(s, o, _)| match &s.kind {
-                StepKind::Decompose {
-                    method: m,
-                    model: md,
-                } if m == method && md == model => Some(o),
-                _ => None,
-            })
-        };
-        let ga_model = records.iter().find_map(|(s, _, _)| match &s.kind {
-            StepKind::Decompose { method, model } if method == "ga" => Some(model.clone()),
-            _ => None,
-        });
-        if let Some(model) = ga_model {
-            series.krr_ga = decomposition_of("ga", &model)
-                .map(|o| module_column(o, "krr"))
-                .unwrap_or_default();
-            series.krr_grad = decomposition_of("grad", &model)
-                .map(|o| module_column(o, "krr"))
-                .unwrap_or_default();
-        }
-
-        // T4 per-module quality (module-selection part) and T5 same-task reuse
-        let mut t4 = Table::new(
-            "t4",
-            "Per-module quality (module-selection images)",
-            &[
-                "selection",
-                "model",
-                "class",
-                "precision %",
-                "recall %",
-                "F1 %",
-                "KRR %",
-            ],
-        );
-        let mut t5 = Table::new(
-            "t5",
-            "Same-task reuse",
-            &[
-                "scope",
-                "models",
-                "best model %",
-                "mean model %",
-                "ensemble %",
-                "composed %",
-                "gain over best pp",
-                "chosen model per class",
-            ],
-        );
-        for (s, o, _) in find(&|k| matches!(k, StepKind::Select { .. })) {
-            let StepKind::Select { scope, models } = &s.kind else {
-                continue;
-            };
-            for (i, model) in models.iter().enumerate() {
-                let krr: Vec<f64> = decomposition_of("grad", model)
-                    .map(|d| module_column(d, "krr"))
-                    .unwrap_or_default();
-                for (c, name) in cfg.class_names.iter().enumerate() {
-                    let m = &o["selection_metrics"][i][c];
-                    t4.rows.push(vec![
-                        t(scope.as_str()),
-                        t(model.as_str()),
-                        t(name.as_str()),
-                        pc(f(&m["precision"])),
-                        pc(f(&m["recall"])),
-                        pc(f(&m["f1"])),
-                        pc(krr.get(c).copied()),
-                    ]);
-                }
-            }
-            let chosen: Vec<String> = o["chosen_model"]
-                .as_array()
-                .map(|c| c.iter().map(|v| v.to_string()).collect())
-                .unwrap_or_default();
-            t5.rows.push(vec![
-                t(scope.as_str()),
-                t(models.join(" + ")),
-                pc(f(&o["best_model_accuracy"])),
-                pc(f(&o["mean_model_accuracy"])),
-                pc(f(&o["ensemble_accuracy"])),
-                pc(f(&o["composed_accuracy"])),
-                num(f(&o["gain_over_best"]).map(|g| 100.0 * g), 2),
-                t(chosen.join(" ")),
-            ]);
-        }
-        t4.notes.push("A module is a binary classifier (positive ⇔ score > 0.5) on the first 20 % of each class's test images.".into());
-        t5.notes.push("Accuracies on the test part (the test split after the module-selection images). Ensemble = mean softmax of the models. Chosen model = index into the models column.".into());
-        tables.push(t4);
-        tables.push(t5);
-
-        // T6 patching
-        let mut t6 = Table::new(
-            "t6",
-            "Patching the weak model",
-            &[
-                "modules",
-                "class",
-                "P before %",
-                "P after %",
-                "ΔP pp",
-                "R before %",
-                "R after %",
-                "ΔR pp",
-                "F1 before %",
-                "F1 after %",
-                "ΔF1 pp",
-                "non-target acc before %",
-                "non-target acc after %",
-                "MAC overhead %",
-            ],
-        );
-        for method in ["grad", "ga"] {
-            let label = if method == "grad" {
-                "GradSplitter"
-            } else {
-                "CNNSplitter"
-            };
-            let mut deltas: [Vec<f64>; 4] = Default::default();
-            let mut f1s = Vec::new();
-            for (s, o, _) in
-                find(&|k| matches!(k, StepKind::Patch { method: m, .. } if m == method))
-            {
-                let StepKind::Patch { class, .. } = &s.kind else {
-                    continue;
-                };
-                let r = &o["report"];
-                for (k, key) in ["precision", "recall", "f1", "non_target_accuracy"]
-                    .iter()
-                    .enumerate()
-                {
-                    if let Some(d) = f(&r[key]["delta_pp"]) {
-                        deltas[k].push(d);
-                    }
-                }
-                if let (Some(b), Some(a)) = (f(&r["f1"]["before"]), f(&r["f1"]["after"])) {
-                    f1s.push((*class, b, a));
-                }
-                t6.rows.push(vec![
-                    t(label),
-                    t(o["target_class"].as_str().unwrap_or("")),
-                    pc(f(&r["precision"]["before"])),
-                    pc(f(&r["precision"]["after"])),
-                    num(f(&r["precision"]["delta_pp"]), 2),
-                    pc(f(&r["recall"]["before"])),
-                    pc(f(&r["recall"]["after"])),
-                    num(f(&r["recall"]["delta_pp"]), 2),
-                    pc(f(&r["f1"]["before"])),
-                    pc(f(&r["f1"]["after"])),
-                    num(f(&r["f1"]["delta_pp"]), 2),
-                    pc(f(&r["non_target_accuracy"]["before"])),
-                    pc(f(&r["non_target_accuracy"]["after"])),
-                    pc(f(&o["mac_overhead"])),
-                ]);
-            }
-            if !f1s.is_empty() {
-                let mut row = vec![t(label), t("mean")];
-                row.extend([
-                    Cell::Empty,
-                    Cell::Empty,
-                    num(mean(&deltas[0]), 2),
-                    Cell::Empty,
-                    Cell::Empty,
-                    num(mean(&deltas[1]), 2),
-                    Cell::Empty,
-                    Cell::Empty,
-                    num(mean(&deltas[2]), 2),
-                    Cell::Empty,
-                    Cell::Empty,
-                    Cell::Empty,
-                ]);
-                t6.rows.push(row);
-                series.patch_f1.push((label.into(), f1s));
-            }
-        }
-        t6.rows.push(vec![
-            t("paper: GradSplitter"),
-            t("mean"),
-            Cell::Empty,
-            Cell::Empty,
-            num(Some(17.13), 2),
-            Cell::Empty,
-            Cell::Empty,
-            num(Some(4.95), 2),
-            Cell::Empty,
-            Cell::Empty,
-            num(Some(11.47), 2),
-            Cell::Empty,
-            Cell::Empty,
-            Cell::Empty,
-        ]);
-        t6.rows.push(vec![
-            t("paper: CNNSplitter"),
-            t("mean"),
-            Cell::Empty,
-            Cell::Empty,
-            num(Some(12.54), 2),
-            Cell::Empty,
-            Cell::Empty,
-            num(Some(2.14), 2),
-            Cell::Empty,
-            Cell::Empty,
-            Cell::Empty,
-            Cell::Empty,
-            Cell::Empty,
-            Cell::Empty,
-        ]);
-        t6.notes.push("One weak model (simcnn-weak, trained on few images) patched once per class with the first estimator's module of that class, min–max calibrated. Δ in percentage points; the paper's headlines (pp or relative not stated) below.".into());
-        tables.push(t6);
-
-        // T7 new task
-        let mut t7 = Table::new(
-            "t7",
-            "New task by composition",
-            &[
-                "task",
-                "classes",
-                "sources",
-                "composed acc %",
-                "from-scratch acc %",
-                "difference pp",
-                "compose s",
-                "scratch training s",
-            ],
-        );
-        let mut diffs = Vec::new();
-        for (s, o, _) in find(&|k| matches!(k, StepKind::NewTask { .. })) {
-            let StepKind::NewTask { task } = &s.kind else {
-                continue;
-            };
-            let join = |v: &Value| -> String {
-                v.as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default()
-            };
-            let composed = f(&o["composed_accuracy"]);
-            let scratch = f(&o["scratch_accuracy"]);
-            let diff = composed.zip(scratch).map(|(c, s)| 100.0 * (c - s));
-            diffs.extend(diff);
-            t7.rows.push(vec![
-                t(task.to_string()),
-                t(join(&o["class_names"])),
-                t(join(&o["class_sources"])),
-                pc(composed),
-                pc(scratch),
-                num(diff, 2),
-                num(f(&o["compose_seconds"]), 1),
-                num(f(&o["scratch"]["seconds"]), 0),
-            ]);
-        }
-        t7.rows.push(vec![
-            t("mean"),
-            Cell::Empty,
-            Cell::Empty,
-            Cell::Empty,
-            Cell::Empty,
-            num(mean(&diffs), 2),
-            Cell::Empty,
-            Cell::Empty,
-        ]);
-        t7.rows.push(vec![
-            t("paper"),
-            Cell::Empty,
-            Cell::Empty,
-            Cell::Empty,
-            Cell::Empty,
-            num(Some(-2.46), 2),
-            Cell::Empty,
-            Cell::Empty,
-        ]);
-        t7.notes.push("Difference = composed − from-scratch accuracy on the task's test part; the paper reports composed models 2.46 % below from-scratch models on average.".into());
-        tables.push(t7);
-
-        // T8 cost
-        let mut t8 = Table::new(
-            "t8",
-            "Cost",
-            &[
-                "artefact",
-                "method",
-                "params",
-                "MACs / image",
-                "MAC overhead %",
-                "time s",
-            ],
-        );
-        for (s, o, secs) in find(&|k| matches!(k, StepKind::Train { .. })) {
-            t8.rows.push(vec![
-                t(format!("model {}", s.id.trim_start_matches("train-"))),
-                t("training"),
-                num(f(&o["params"]), 0),
-                num(f(&o["macs"]), 0),
-                Cell::Empty,
-                num(Some(*secs), 0),
-            ]);
-        }
-        for (s, o, secs) in find(&|k| matches!(k, StepKind::Decompose { .. })) {
-            let StepKind::Decompose { method, model } = &s.kind else {
-                continue;
-            };
-            t8.rows.push(vec![
-                t(format!("modules of {model} (mean)")),
-                t(if method == "grad" {
-                    "GradSplitter"
-                } else {
-                    "CNNSplitter"
-                }),
-                num(mean(&module_column(o, "params")), 0),
-                num(mean(&module_column(o, "macs")), 0),
-                pc(mean(&module_column(o, "overhead"))),
-                num(f(&o["seconds"]).or(Some(*secs)), 0),
-            ]);
-        }
-        t8.notes.push("MACs count multiply-accumulates (1 MAC = 2 FLOPs); GradSplitter module MACs include the head. Overhead = module MACs / source-model MACs.".into());
-        tables.push(t8);
-
+        let losses = tables::losses(records, &decompositions);
+        let tables = vec![
+            tables::models(records),
+            tables::modularisation(records, &decompositions, &losses, &mut series),
+            tables::grad_vs_ga(&losses),
+            tables::module_quality(cfg, records, &decompositions),
+            tables::same_task_reuse(records),
+            tables::patching(records, &mut series),
+            tables::new_task(records),
+            tables::cost(records, &decompositions),
+        ];
+        tables::krr_series(&decompositions, &mut series);
         let seconds = records.iter().map(|r| r.2).sum();
         Ok(Results {
             preset,
@@ -813,6 +321,7 @@ pub fn write_all(out: &Path, results: &Results) -> Result<()> {
 mod tests {
     use super::*;
     use crate::reproduce::plan::{steps, Preset, PresetConfig};
+    use cnn_models::decomposition::{DecompositionRecord, ModuleSummary};
     use serde_json::json;
 
     /// Hand-made records for the smoke plan: two patch runs per method, one GA and one GS
@@ -828,13 +337,80 @@ mod tests {
                 "non_target_accuracy": {"before": 0.8, "after": 0.8, "delta_pp": 0.0}}})
         };
         let modules = |k: f64| {
-            json!((0..10).map(|c| json!({"kernels": k, "krr": k / 100.0, "params": 10, "macs": 20, "overhead": 0.4, "class": c})).collect::<Vec<_>>())
+            (0..10)
+                .map(|c| ModuleSummary {
+                    class: c,
+                    name: format!("c{c}"),
+                    dir: format!("module_{c}").into(),
+                    kernels: k as usize,
+                    krr: k / 100.0,
+                    params: 10,
+                    macs: 20,
+                    overhead: 0.4,
+                    zeroed_convs: vec![],
+                })
+                .collect::<Vec<_>>()
+        };
+        let epoch = |epoch, val_accuracy, mean_krr| splitter_grad::EpochRecord {
+            epoch,
+            phase: splitter_grad::Phase::Mask,
+            train_loss: 0.0,
+            val_accuracy,
+            mean_kernels: 0.0,
+            mean_krr,
+            seconds: 0.0,
+        };
+        let grad = DecompositionRecord {
+            method: "grad".into(),
+            modules: modules(60.0),
+            seconds: 5.0,
+            ..DecompositionRecord::new(splitter_grad::GradRecord {
+                config: splitter_grad::GradSplitConfig::default(),
+                train_images: 100,
+                chosen_epoch: 3,
+                log: vec![epoch(1, 0.8, 1.0), epoch(2, 0.82, 0.6)],
+            })
+        };
+        let ga = DecompositionRecord {
+            method: "ga".into(),
+            modules: modules(80.0),
+            seconds: 7.0,
+            ..DecompositionRecord::new(splitter_ga::GaRecord {
+                config: splitter_ga::GaSplitConfig::new(splitter_ga::GaConfig::scaled_for(10)),
+                fitness_images: 100,
+                chosen_generation: 2,
+                chosen_accuracy: 0.7,
+                chosen_diversity: 0.1,
+                importance_images: vec![10; 10],
+                importance_fallback: vec![],
+                sensitivity: splitter_ga::LayerSensitivity {
+                    ratios: vec![0.5],
+                    full_accuracy: 0.9,
+                    accuracy: vec![],
+                },
+                sensitive_layers: vec![],
+                generations: vec![splitter_ga::GenerationSummary {
+                    generation: 0,
+                    composed_accuracy: 0.7,
+                    top_accuracy: 0.7,
+                    top_diversity: 0.1,
+                    score: None,
+                    best_fitness: vec![0.6, 0.8],
+                    mean_fitness: vec![0.5, 0.6],
+                    mean_kernels: 80.0,
+                    accuracy_weight: 0.9,
+                    seconds: 1.0,
+                }],
+                evaluated_modules: 40,
+                reused_modules: 0,
+                generations_per_minute: 60.0,
+                evaluation_fraction: Some(0.5),
+            })
         };
         vec![
             (
                 step("decompose-grad-simcnn-est1"),
-                json!({"modules": modules(60.0), "chosen_epoch": 3, "seconds": 5.0,
-                "log": [{"epoch": 1, "val_accuracy": 0.8, "mean_krr": 1.0}, {"epoch": 2, "val_accuracy": 0.82, "mean_krr": 0.6}]}),
+                grad.to_json_value().unwrap(),
                 5.0,
             ),
             (
@@ -844,8 +420,7 @@ mod tests {
             ),
             (
                 step("decompose-ga-simcnn-est1"),
-                json!({"modules": modules(80.0), "chosen_generation": 2, "seconds": 7.0,
-                "generations": [{"generation": 0, "composed_accuracy": 0.7, "best_fitness": [0.6, 0.8]}]}),
+                ga.to_json_value().unwrap(),
                 7.0,
             ),
             (
@@ -961,5 +536,16 @@ mod tests {
             assert!(svg.starts_with("<svg"), "{p}");
             assert!(svg.contains("<rect") || svg.contains("<polyline"), "{p}");
         }
+    }
+
+    #[test]
+    fn a_decomposition_output_that_is_no_record_stops_the_report() {
+        let cfg = PresetConfig::of(Preset::Smoke);
+        let mut records = records(&cfg);
+        records[0].1 = json!({"modules": [], "chosen_epoch": 3});
+        let err = Results::gather(Preset::Smoke, &cfg, &records)
+            .expect_err("an unreadable record is an error")
+            .to_string();
+        assert!(err.contains("decompose-grad-simcnn-est1"), "{err}");
     }
 }

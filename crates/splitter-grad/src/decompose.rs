@@ -1,0 +1,118 @@
+//! A model's decomposition by GradSplitter, from the model to calibrated class modules and the
+//! run record: [`decompose`] runs [`grad_split`], extracts every class's module with its head
+//! ([`cnn_models::module::build_module`]), measures its calibration range
+//! ([`cnn_models::Module::calibrate`]) and fills a [`GradRecord`]. Save the result with
+//! [`cnn_models::Decomposition::save`].
+
+use std::time::Instant;
+
+use cnn_models::decomposition::{Decomposition, DecompositionRecord, ModuleSummary, ParentModel};
+use cnn_models::module::build_module;
+use cnn_models::{ModuleSource, TrainData};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{EpochRecord, GradSplitConfig};
+use crate::error::Result;
+use crate::search::{grad_split, GradSplitEvent};
+use cnn_models::checkpoint::Checkpointing;
+
+/// The `method` of a GradSplitter record.
+pub const METHOD: &str = "grad";
+
+/// The GradSplitter fields of a `decomposition.json`
+/// ([`cnn_models::DecompositionRecord`]`<GradRecord>`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GradRecord {
+    /// The search settings.
+    pub config: GradSplitConfig,
+    /// Images of the training part the masks trained on.
+    pub train_images: usize,
+    /// 1-based chosen epoch.
+    pub chosen_epoch: usize,
+    /// Every epoch's metrics.
+    pub log: Vec<EpochRecord>,
+}
+
+/// Decomposes `parent` with GradSplitter: trains masks and heads on `data.train`, chooses the
+/// epoch on `data.val`, and extracts one module per class; each module's calibration range is
+/// measured on its class's images of `data.val`, `config.eval_batch` images at a time.
+/// `checkpointing` works as in [`grad_split`]; `on_event` sees its progress.
+///
+/// ```
+/// use std::path::Path;
+/// use candle_core::Device;
+/// use cnn_data::{ImageSet, ImageShape, InputFormat, Normalization};
+/// use cnn_models::files::ModelMeta;
+/// use cnn_models::{presets, Model, ParentModel, TrainData};
+/// use splitter_grad::{Checkpointing, GradSplitConfig};
+///
+/// let set = ImageSet::new("toy", ImageShape { channels: 1, height: 28, width: 28 },
+///     (0..16).flat_map(|i| vec![if i % 2 == 0 { 20u8 } else { 220 }; 784]).collect(),
+///     (0..16).map(|i| (i % 2) as u16).collect(), vec!["dark".into(), "bright".into()]).unwrap();
+/// let format = cnn_data::InputFormat::for_dataset(cnn_data::DatasetKind::FashionMnist);
+/// let model = Model::init(presets::simcnn(0.0625, 3, 2, true), 0, &Device::Cpu).unwrap();
+/// let meta = ModelMeta::new(model.spec().clone(), format.clone(), "toy".into(), set.class_names.clone());
+/// let parent = ParentModel { model: &model, meta: &meta, path: Path::new("model"), dataset: "toy" };
+/// let data = TrainData { set: &set, train: (0..12).collect(), val: (12..16).collect(), format };
+/// let cfg = GradSplitConfig { warmup_epochs: 1, mask_epochs: 1, batch_size: 4, ..Default::default() };
+/// let d = splitter_grad::decompose(&parent, &data, &cfg, Checkpointing::Off, &mut |_| {}).unwrap();
+/// assert_eq!(d.modules.len(), 2);
+/// assert_eq!(d.record.method, "grad");
+/// assert_eq!(d.record.method_fields.log.len(), 2);
+/// assert!(d.modules.iter().all(|m| m.meta.calibration.is_some()));
+/// ```
+pub fn decompose(
+    parent: &ParentModel<'_>,
+    data: &TrainData<'_>,
+    config: &GradSplitConfig,
+    checkpointing: Checkpointing<'_>,
+    on_event: &mut dyn FnMut(&GradSplitEvent),
+) -> Result<Decomposition<GradRecord>> {
+    let started = Instant::now();
+    let meta = parent.meta;
+    let result = grad_split(parent.model, data, config, checkpointing, on_event)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let composed_val_accuracy = result
+        .log
+        .iter()
+        .find(|r| r.epoch == result.chosen_epoch)
+        .map(|r| r.val_accuracy);
+    let mut modules = Vec::new();
+    for (c, name) in meta.class_names.iter().enumerate() {
+        let metrics = serde_json::json!({
+            "chosen_epoch": result.chosen_epoch,
+            "model_val_accuracy": result.model_accuracy,
+            "composed_val_accuracy": composed_val_accuracy,
+        });
+        let mut module = build_module(
+            parent.model,
+            &meta.weights_sha256,
+            &result.masks[c],
+            ModuleSource::Head(result.heads.module(c)?),
+            c,
+            name,
+            meta.input_format.clone(),
+            Some(metrics),
+        )?;
+        module.meta.dataset = Some(parent.dataset.to_string());
+        module.calibrate(data.set, &data.val, config.eval_batch)?;
+        modules.push(module);
+    }
+    let record = DecompositionRecord {
+        method: METHOD.into(),
+        model: parent.path.to_path_buf(),
+        model_sha256: meta.weights_sha256.clone(),
+        dataset: parent.dataset.to_string(),
+        val_images: data.val.len(),
+        model_val_accuracy: result.model_accuracy,
+        modules: modules.iter().map(ModuleSummary::of).collect(),
+        seconds,
+        ..DecompositionRecord::new(GradRecord {
+            config: config.clone(),
+            train_images: data.train.len(),
+            chosen_epoch: result.chosen_epoch,
+            log: result.log,
+        })
+    };
+    Ok(Decomposition { modules, record })
+}
