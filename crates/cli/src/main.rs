@@ -3,11 +3,10 @@
 
 mod args;
 mod commands;
-mod ga;
-mod modules;
-mod patch;
+mod flag_hint;
+mod output;
 mod progress;
-mod reuse;
+mod setup;
 
 use clap::Parser;
 
@@ -47,17 +46,9 @@ fn error_message(err: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
-    if let Some(hint) = flag_hint(err) {
+    if let Some(hint) = flag_hint::resume_hint(err) {
         line.push_str("; ");
         line.push_str(hint);
     }
     line
-}
-
-/// What to do about an error in terms of this command line's flags: library errors say what
-/// is wrong, never which flag to pass.
-fn flag_hint(err: &anyhow::Error) -> Option<&'static str> {
-    err.chain()
-        .any(|cause| cause.is::<cnn_models::checkpoint::DifferentRun>())
-        .then_some("rerun with the same settings or without --resume")
 }

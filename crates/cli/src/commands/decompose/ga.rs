@@ -5,9 +5,9 @@ use anyhow::{bail, Context, Result};
 use cnn_models::{Decomposition, ModelSpec, ParentModel};
 use splitter_ga::{GaDecomposeConfig, GaPreset, GaRecord, GaSplitEvent, InitStrategy};
 
+use super::target::{prepare, DecomposeTarget};
 use crate::args::*;
-use crate::commands::pct;
-use crate::modules::{prepare, DecomposeTarget};
+use crate::output::pct;
 use crate::progress::bar;
 
 /// The CNNSplitter settings of `decompose`'s flags for a model of `spec`: the GA numbers of the

@@ -1,0 +1,69 @@
+//! `decompose`: flags into the chosen splitter's config (`grad` or `ga`), its progress onto the
+//! terminal, the library's `decompose` and `Decomposition::save`, then the module table.
+
+pub mod ga;
+pub mod grad;
+pub mod target;
+
+use anyhow::{bail, Result};
+use cnn_models::decomposition::ModuleSummary;
+
+use crate::args::*;
+use crate::output::{pct, print_json};
+use grad::{decompose_grad, grad_config};
+use target::DecomposeTarget;
+
+/// `cnnsplit decompose`: run the chosen splitter, save the modules, print their table.
+pub fn decompose(g: &Global, a: DecomposeArgs) -> Result<()> {
+    if let Some(tolerance) = a.tolerance {
+        if !(0.0..=1.0).contains(&tolerance) {
+            bail!("--tolerance must be within [0, 1], got {tolerance}");
+        }
+    }
+    let target = DecomposeTarget::of(&a);
+    let (record, modules, chosen) = match a.method {
+        Method::Grad => {
+            let d = decompose_grad(g, &target, &grad_config(&a))?;
+            let chosen = format!("chosen epoch {}", d.record.method_fields.chosen_epoch);
+            (d.record.to_json_value()?, d.record.modules, chosen)
+        }
+        Method::Ga => {
+            let d = ga::decompose_ga(g, &a)?;
+            let chosen = format!(
+                "chosen generation {}",
+                d.record.method_fields.chosen_generation
+            );
+            (d.record.to_json_value()?, d.record.modules, chosen)
+        }
+    };
+    if g.json {
+        print_json(&record);
+        return Ok(());
+    }
+    print_module_table(&modules);
+    println!(
+        "wrote {} modules to {} ({chosen})",
+        modules.len(),
+        a.out.display(),
+    );
+    Ok(())
+}
+
+/// The table of modules `decompose` prints.
+fn print_module_table(modules: &[ModuleSummary]) {
+    println!(
+        "{:<14} {:>8} {:>8} {:>10} {:>10}",
+        "module", "kernels", "KRR", "params", "MAC share"
+    );
+    // kernels and params stand unpadded, as they always have
+    for m in modules {
+        println!(
+            "{:<14} {} {:>8} {} {:>10}",
+            m.name,
+            m.kernels,
+            pct(m.krr),
+            m.params,
+            pct(m.overhead)
+        );
+    }
+}

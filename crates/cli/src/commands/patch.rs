@@ -1,0 +1,97 @@
+//! `patch`: arguments in, [`composer::PatchJob`] patches and measures, tables and JSON out.
+
+use anyhow::{anyhow, Result};
+use cnn_models::module::{load_module, module_dir};
+use composer::{is_patched, ComposerError, PatchConfig, PatchJob, PatchReport};
+
+use crate::args::*;
+use crate::flag_hint::with_flag_hint;
+use crate::output::{pct, print_json};
+use crate::setup::{device, load_data, ops_for};
+
+/// `cnnsplit patch`: patch a weak model with a module and report the change.
+pub fn patch(g: &Global, a: PatchArgs) -> Result<()> {
+    let (report, summary) = patch_model(g, &a)?;
+    if g.json {
+        print_json(&summary);
+        return Ok(());
+    }
+    print_patch_report(
+        &report,
+        summary["target_class"].as_str().unwrap_or(""),
+        summary["dataset"].as_str().unwrap_or(""),
+    );
+    println!(
+        "patch cost: the module adds {} MACs per image ({} of the weak model's)",
+        summary["module_macs"],
+        pct(summary["mac_overhead"].as_f64().unwrap_or(0.0))
+    );
+    if let Some(out) = &a.out {
+        println!("wrote the patched model to {}", out.display());
+    }
+    Ok(())
+}
+
+/// Patch a weak model with a module, evaluate on the test split, optionally save the patched
+/// model; returns the report and a JSON summary.
+pub fn patch_model(g: &Global, a: &PatchArgs) -> Result<(PatchReport, serde_json::Value)> {
+    if let Some(out) = a.out.as_ref().filter(|o| is_patched(o)) {
+        return Err(with_flag_hint(ComposerError::AlreadyPatched {
+            dir: out.clone(),
+        }));
+    }
+    if let Some(out) = &a.out {
+        // temp files of a patch that was killed mid-write are never read; clear them away
+        cnn_models::files::remove_stale_temp_files(out, 1)?;
+    }
+    let dev = device(g.device)?;
+    let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
+    let mdir = module_dir(&a.module);
+    let mut module = load_module(&mdir, None, &dev)?;
+    let ops = ops_for(g, &dev);
+    model.set_ops(ops);
+    module.model.set_ops(ops);
+    let cfg = PatchConfig {
+        target: a.target.clone(),
+        calibrate: a.calibration == CalibrationChoice::Minmax,
+        clip: a.clip,
+        batch_size: a.batch_size,
+    };
+    let job =
+        PatchJob::new(&a.model, (&model, &meta), &mdir, &module, &cfg).map_err(|e| match e {
+            e @ ComposerError::DifferentInputs { .. } => {
+                anyhow!("{} and {}: {e}", a.model.display(), mdir.display())
+            }
+            e => with_flag_hint(e),
+        })?;
+    let dataset = a.dataset.clone().unwrap_or_else(|| meta.dataset.clone());
+    let (dspec, data) = load_data(&dataset)?;
+    let mut summary = job.measure(&dspec.to_string(), &data.test, a.batch_size)?;
+    if let Some(out) = &a.out {
+        job.save(out).map_err(with_flag_hint)?;
+        summary.out = Some(out.clone());
+    }
+    Ok((summary.report.clone(), serde_json::to_value(&summary)?))
+}
+
+/// Print a patch report as a before/after table.
+pub fn print_patch_report(r: &PatchReport, class: &str, dataset: &str) {
+    println!(
+        "patching class `{class}` on the test split of {dataset} ({} images, {} of the class)",
+        r.images, r.target_images
+    );
+    println!("{:<22} {:>9} {:>9} {:>10}", "", "before", "after", "change");
+    for (name, m) in [
+        ("target precision", &r.precision),
+        ("target recall", &r.recall),
+        ("target F1", &r.f1),
+        ("other-class accuracy", &r.non_target_accuracy),
+    ] {
+        println!(
+            "{name:<22} {:>9} {:>9} {:>+9.2}pp",
+            pct(m.before),
+            pct(m.after),
+            m.delta_pp
+        );
+    }
+}
