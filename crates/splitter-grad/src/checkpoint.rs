@@ -10,7 +10,7 @@ use cnn_models::checkpoint::{
 use serde::{Deserialize, Serialize};
 
 use crate::adam::Adam;
-use crate::config::{EpochRecord, GradSplitConfig, Phase};
+use crate::config::{GradSplitConfig, Phase, SearchEpoch};
 use crate::error::{GradSplitError, Result};
 use crate::heads::{Heads, HEAD_KEYS};
 use crate::search::State;
@@ -44,7 +44,7 @@ struct CheckpointMeta {
     data_fingerprint: String,
     epochs_done: usize,
     model_accuracy: f64,
-    log: Vec<EpochRecord>,
+    log: Vec<SearchEpoch>,
     adam_phase: Option<Phase>,
     adam_step: usize,
     adam_params: Vec<String>,

@@ -170,9 +170,10 @@ impl GradSplitConfig {
     }
 }
 
-/// Metrics of one finished epoch.
+/// Metrics of one finished epoch of the mask search (a training epoch is
+/// [`cnn_models::train::EpochRecord`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
+pub struct SearchEpoch {
     /// 1-based epoch.
     pub epoch: usize,
     /// Its phase.
@@ -194,15 +195,15 @@ pub struct EpochRecord {
 /// accurate epoch (earliest on ties). Returns an index into `log`, `None` for an empty log.
 ///
 /// ```
-/// use splitter_grad::{choose_epoch, EpochRecord, Phase};
-/// let rec = |epoch, val_accuracy, mean_kernels| EpochRecord {
+/// use splitter_grad::{choose_epoch, SearchEpoch, Phase};
+/// let rec = |epoch, val_accuracy, mean_kernels| SearchEpoch {
 ///     epoch, phase: Phase::Mask, train_loss: 0.0, val_accuracy, mean_kernels, mean_krr: 0.0, seconds: 0.0,
 /// };
 /// let log = [rec(1, 0.90, 100.0), rec(2, 0.895, 60.0), rec(3, 0.85, 10.0)];
 /// assert_eq!(choose_epoch(&log, 0.90, 0.01), Some(1));
 /// assert_eq!(choose_epoch(&log, 0.99, 0.01), Some(0));
 /// ```
-pub fn choose_epoch(log: &[EpochRecord], model_accuracy: f64, tolerance: f64) -> Option<usize> {
+pub fn choose_epoch(log: &[SearchEpoch], model_accuracy: f64, tolerance: f64) -> Option<usize> {
     let candidates: Vec<usize> = (0..log.len())
         .filter(|&i| model_accuracy - log[i].val_accuracy < tolerance)
         .collect();
@@ -231,8 +232,8 @@ pub fn choose_epoch(log: &[EpochRecord], model_accuracy: f64, tolerance: f64) ->
 mod tests {
     use super::*;
 
-    fn rec(epoch: usize, acc: f64, k: f64) -> EpochRecord {
-        EpochRecord {
+    fn rec(epoch: usize, acc: f64, k: f64) -> SearchEpoch {
+        SearchEpoch {
             epoch,
             phase: Phase::Mask,
             train_loss: 0.0,

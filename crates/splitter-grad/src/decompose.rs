@@ -11,7 +11,7 @@ use cnn_models::module::build_module;
 use cnn_models::{ModuleSource, TrainData};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{EpochRecord, GradSplitConfig};
+use crate::config::{GradSplitConfig, SearchEpoch};
 use crate::error::Result;
 use crate::search::{grad_split, GradSplitEvent};
 use cnn_models::checkpoint::Checkpointing;
@@ -30,7 +30,7 @@ pub struct GradRecord {
     /// 1-based chosen epoch.
     pub chosen_epoch: usize,
     /// Every epoch's metrics.
-    pub log: Vec<EpochRecord>,
+    pub log: Vec<SearchEpoch>,
 }
 
 /// Decomposes `parent` with GradSplitter: trains masks and heads on `data.train`, chooses the

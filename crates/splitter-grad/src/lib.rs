@@ -59,7 +59,7 @@ pub mod search;
 pub mod ste;
 
 pub use cnn_models::checkpoint::{Checkpointing, Resume};
-pub use config::{choose_epoch, EpochRecord, GradSplitConfig, MaskInit, Phase};
+pub use config::{choose_epoch, GradSplitConfig, MaskInit, Phase, SearchEpoch};
 pub use decompose::{decompose, GradRecord};
 pub use error::{GradSplitError, Result};
 pub use heads::{ce_on_scores, Heads, ModuleHead};

@@ -14,7 +14,7 @@ use rand::Rng;
 
 use crate::adam::Adam;
 use crate::checkpoint::{self, GRADSPLIT_CHECKPOINT};
-use crate::config::{choose_epoch, EpochRecord, GradSplitConfig, MaskInit, Phase};
+use crate::config::{choose_epoch, GradSplitConfig, MaskInit, Phase, SearchEpoch};
 use crate::error::{GradSplitError, Result};
 use crate::heads::{ce_on_scores, Heads, HEAD_KEYS};
 use crate::ste::{binarize, binarize_detached};
@@ -50,7 +50,7 @@ pub enum GradSplitEvent {
         loss: f32,
     },
     /// An epoch finished.
-    EpochEnd(EpochRecord),
+    EpochEnd(SearchEpoch),
     /// The final epoch was chosen.
     Chosen {
         /// 1-based chosen epoch.
@@ -72,7 +72,7 @@ pub struct GradSplitResult {
     /// Heads of the chosen epoch.
     pub heads: Heads,
     /// Every epoch's metrics, including those before a resume.
-    pub log: Vec<EpochRecord>,
+    pub log: Vec<SearchEpoch>,
     /// The model's own validation accuracy acc_M.
     pub model_accuracy: f64,
     /// Total kernels of the model K_tot.
@@ -97,7 +97,7 @@ pub(crate) struct State {
     /// The optimiser of the current phase.
     pub(crate) adam: Option<(Phase, Adam)>,
     /// Every finished epoch's record.
-    pub(crate) log: Vec<EpochRecord>,
+    pub(crate) log: Vec<SearchEpoch>,
     /// Every finished epoch's binary masks (CPU) and heads, for the choice of the epoch.
     pub(crate) history: Vec<(Vec<Tensor>, Heads)>,
 }
@@ -507,7 +507,7 @@ pub fn grad_split(
             .collect::<candle_core::Result<_>>()?;
         let heads = st.heads().snapshot(&device)?;
         let (acc, mk) = evaluate(model, &heads, &bin, data, cfg.eval_batch)?;
-        let record = EpochRecord {
+        let record = SearchEpoch {
             epoch: epoch + 1,
             phase,
             train_loss: loss_sum / seen.max(1) as f64,

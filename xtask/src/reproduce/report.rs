@@ -351,7 +351,7 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        let epoch = |epoch, val_accuracy, mean_krr| splitter_grad::EpochRecord {
+        let epoch = |epoch, val_accuracy, mean_krr| splitter_grad::SearchEpoch {
             epoch,
             phase: splitter_grad::Phase::Mask,
             train_loss: 0.0,
