@@ -51,8 +51,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::extract::KernelMask;
 use crate::files::{atomic_write, parse_versioned_json, ModelMeta};
-use crate::module::{save_module, Module};
+use crate::module::{build_module, save_module, Module, ModuleSource};
+use crate::train::TrainData;
 use crate::Model;
 
 /// Format tag of `decomposition.json`.
@@ -74,6 +76,48 @@ pub struct ParentModel<'a> {
     /// The dataset the images come from, as `NAME` or `NAME=DIR` (the record's and every
     /// module's `dataset`).
     pub dataset: &'a str,
+}
+
+impl ParentModel<'_> {
+    /// Extracts, labels and calibrates one module per class — the step every splitter ends
+    /// with. Class `c` keeps the kernels of `masks[c]` and scores through `sources[c]`; every
+    /// module carries `metrics` and the parent's dataset, and its calibration range is measured
+    /// on its class's images among `data.val`, `batch` images at a time (design §7).
+    pub fn class_modules(
+        &self,
+        data: &TrainData<'_>,
+        masks: &[Vec<KernelMask>],
+        sources: Vec<ModuleSource>,
+        metrics: &serde_json::Value,
+        batch: usize,
+    ) -> Result<Vec<Module>> {
+        let classes = &self.meta.class_names;
+        if masks.len() != classes.len() || sources.len() != classes.len() {
+            return Err(ModelError::Mismatch(format!(
+                "{} classes, but {} mask sets and {} module sources",
+                classes.len(),
+                masks.len(),
+                sources.len()
+            )));
+        }
+        let mut modules = Vec::with_capacity(classes.len());
+        for ((c, name), source) in classes.iter().enumerate().zip(sources) {
+            let mut module = build_module(
+                self.model,
+                &self.meta.weights_sha256,
+                &masks[c],
+                source,
+                c,
+                name,
+                self.meta.input_format.clone(),
+                Some(metrics.clone()),
+            )?;
+            module.meta.dataset = Some(self.dataset.to_string());
+            module.calibrate(data.set, &data.val, batch)?;
+            modules.push(module);
+        }
+        Ok(modules)
+    }
 }
 
 /// One module as the run record lists it.

@@ -13,7 +13,6 @@ use cnn_models::checkpoint::{
 };
 use cnn_models::decomposition::{Decomposition, DecompositionRecord, ModuleSummary, ParentModel};
 use cnn_models::extract::KernelMask;
-use cnn_models::module::build_module;
 use cnn_models::{Model, ModelSpec, ModuleSource, TrainData};
 use serde::{Deserialize, Serialize};
 
@@ -554,27 +553,14 @@ pub fn decompose(
     )?;
     let seconds = started.elapsed().as_secs_f64();
     let chosen = &result.outcome.chosen;
-    let mut modules = Vec::new();
-    for (c, name) in meta.class_names.iter().enumerate() {
-        let metrics = serde_json::json!({
-            "chosen_generation": chosen.generation,
-            "composed_fitness_accuracy": chosen.accuracy,
-            "diversity": chosen.diversity,
-        });
-        let mut module = build_module(
-            model,
-            &meta.weights_sha256,
-            &result.masks[c],
-            ModuleSource::Logit,
-            c,
-            name,
-            meta.input_format.clone(),
-            Some(metrics),
-        )?;
-        module.meta.dataset = Some(parent.dataset.to_string());
-        module.calibrate(data.set, &data.val, config.batch_size)?;
-        modules.push(module);
-    }
+    let metrics = serde_json::json!({
+        "chosen_generation": chosen.generation,
+        "composed_fitness_accuracy": chosen.accuracy,
+        "diversity": chosen.diversity,
+    });
+    let sources = vec![ModuleSource::Logit; meta.class_names.len()];
+    let modules =
+        parent.class_modules(data, &result.masks, sources, &metrics, config.batch_size)?;
     let resumed_generations = result.generation_seconds.len() - result.evaluation_seconds.len();
     let evaluation_total: f64 = result.evaluation_seconds.iter().sum();
     let timed_total: f64 = result.generation_seconds[resumed_generations..]

@@ -7,7 +7,6 @@
 use std::time::Instant;
 
 use cnn_models::decomposition::{Decomposition, DecompositionRecord, ModuleSummary, ParentModel};
-use cnn_models::module::build_module;
 use cnn_models::{ModuleSource, TrainData};
 use serde::{Deserialize, Serialize};
 
@@ -77,27 +76,16 @@ pub fn decompose(
         .iter()
         .find(|r| r.epoch == result.chosen_epoch)
         .map(|r| r.val_accuracy);
-    let mut modules = Vec::new();
-    for (c, name) in meta.class_names.iter().enumerate() {
-        let metrics = serde_json::json!({
-            "chosen_epoch": result.chosen_epoch,
-            "model_val_accuracy": result.model_accuracy,
-            "composed_val_accuracy": composed_val_accuracy,
-        });
-        let mut module = build_module(
-            parent.model,
-            &meta.weights_sha256,
-            &result.masks[c],
-            ModuleSource::Head(result.heads.module(c)?),
-            c,
-            name,
-            meta.input_format.clone(),
-            Some(metrics),
-        )?;
-        module.meta.dataset = Some(parent.dataset.to_string());
-        module.calibrate(data.set, &data.val, config.eval_batch)?;
-        modules.push(module);
-    }
+    let metrics = serde_json::json!({
+        "chosen_epoch": result.chosen_epoch,
+        "model_val_accuracy": result.model_accuracy,
+        "composed_val_accuracy": composed_val_accuracy,
+    });
+    let sources = (0..meta.class_names.len())
+        .map(|c| Ok(ModuleSource::Head(result.heads.module(c)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let modules =
+        parent.class_modules(data, &result.masks, sources, &metrics, config.eval_batch)?;
     let record = DecompositionRecord {
         method: METHOD.into(),
         model: parent.path.to_path_buf(),
