@@ -5,17 +5,22 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use cnn_data::InputFormat;
 use cnn_models::files::atomic_write;
 use cnn_models::metrics::{argmax_rows, Evaluation};
+use cnn_models::train::DataSplit;
+use cnn_models::training_run::TrainRun;
+use cnn_models::{Resume, TrainConfig};
+use composer::PatchConfig;
 use serde_json::json;
 
 use super::decompose::grad::decompose_grad;
 use super::decompose::target::DecomposeTarget;
-use super::patch::{patch_model, print_patch_report};
-use super::train::train_model;
+use super::patch::{patch_model, print_patch_report, PatchInputs};
+use super::train::run_training;
 use crate::args::*;
 use crate::output::{pct, print_json};
-use crate::setup::{load_data, load_modules};
+use crate::setup::{device, load_data, load_modules, ops_for, resolve_spec};
 
 /// `cnnsplit demo`: train, decompose, compose and patch on the bundled data; writes `demo.json`.
 pub fn demo(g: &Global, a: DemoArgs) -> Result<()> {
@@ -32,30 +37,40 @@ pub fn demo(g: &Global, a: DemoArgs) -> Result<()> {
             a.width
         );
     }
+    let dev = device(g.device)?;
+    let ops = ops_for(g, &dev);
+    let (dspec, data) = load_data("fashion-mnist")?;
+    let format = InputFormat::for_dataset(dspec.kind);
+    let classes = data.train.num_classes();
     let model_dir = out.join("model");
-    let targs = TrainArgs {
-        arch: ArchArgs {
-            arch: "simcnn".into(),
-            width: a.width,
-        },
-        dataset: "fashion-mnist".into(),
+    let config = TrainConfig {
         epochs: a.epochs,
         batch_size: 64,
         lr: 0.01,
         momentum: 0.9,
         weight_decay: 1e-4,
-        milestones: vec![],
-        val_fraction: 0.1,
-        estimator: None,
-        dirichlet_alpha: 1.0,
-        min_size: 100,
-        augment: AugmentChoice::None,
+        lr_milestones: vec![],
+        lr_gamma: 0.1,
+        augment: None,
         seed: a.seed,
-        out: model_dir.clone(),
-        resume: false,
-        limit: None,
+        eval_batch: 256,
     };
-    let report = train_model(g, &targs)?;
+    let run = TrainRun {
+        spec: resolve_spec("simcnn", a.width, &format, classes)?,
+        dataset: dspec.to_string(),
+        data: &data,
+        format: format.clone(),
+        split: DataSplit::Holdout {
+            val_fraction: 0.1,
+            limit: None,
+        },
+        config: config.clone(),
+        out: &model_dir,
+        resume: Resume::Fresh,
+        ops,
+        device: &dev,
+    };
+    let report = run_training(g, &run, a.width)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let modules_dir = out.join("modules");
     let split_config = splitter_grad::GradSplitConfig {
@@ -81,7 +96,6 @@ pub fn demo(g: &Global, a: DemoArgs) -> Result<()> {
         Some(record.model_sha256.as_str()),
         g,
     )?;
-    let (_, data) = load_data("fashion-mnist")?;
     let all: Vec<usize> = (0..data.test.len()).collect();
     let scores = composer::score_images(&modules, &data.test, &all, 256)?;
     let preds = argmax_rows(&scores, modules.len());
@@ -93,18 +107,21 @@ pub fn demo(g: &Global, a: DemoArgs) -> Result<()> {
     // 4. a weak model (the small SimCNNWeak, 3 epochs on a fifth of the images), patched on its
     // weakest class
     let weak_dir = out.join("weak-model");
-    let weak_args = TrainArgs {
-        arch: ArchArgs {
-            arch: "simcnn-weak".into(),
-            width: 1.0,
+    let weak_run = TrainRun {
+        spec: resolve_spec("simcnn-weak", 1.0, &format, classes)?,
+        split: DataSplit::Holdout {
+            val_fraction: 0.1,
+            limit: Some(1200),
         },
-        epochs: 3,
-        lr: 0.02,
-        limit: Some(1200),
-        out: weak_dir.clone(),
-        ..targs
+        config: TrainConfig {
+            epochs: 3,
+            lr: 0.02,
+            ..config
+        },
+        out: &weak_dir,
+        ..run
     };
-    let weak_report = train_model(g, &weak_args)?;
+    let weak_report = run_training(g, &weak_run, 1.0)?;
     let weak_f1: Vec<f64> = weak_report["test_per_class"]
         .as_array()
         .map(|v| v.iter().map(|c| c["f1"].as_f64().unwrap_or(0.0)).collect())
@@ -113,17 +130,20 @@ pub fn demo(g: &Global, a: DemoArgs) -> Result<()> {
         .min_by(|&x, &y| weak_f1[x].total_cmp(&weak_f1[y]))
         .unwrap_or(0);
     let patched_dir = out.join("patched");
-    let pargs = PatchArgs {
-        model: weak_dir.clone(),
-        module: modules_dir.join(format!("module_{weakest}")),
-        target: Some(weakest.to_string()),
+    let module_dir = modules_dir.join(format!("module_{weakest}"));
+    let patch_inputs = PatchInputs {
+        model: &weak_dir,
+        module: &module_dir,
         dataset: None,
-        calibration: CalibrationChoice::Minmax,
+        out: Some(&patched_dir),
+    };
+    let patch_config = PatchConfig {
+        target: Some(weakest.to_string()),
+        calibrate: true,
         clip: false,
-        out: Some(patched_dir.clone()),
         batch_size: 256,
     };
-    let (patch_report, patch_summary) = patch_model(g, &pargs)?;
+    let (patch_report, patch_summary) = patch_model(g, &patch_inputs, &patch_config)?;
     let seconds = started.elapsed().as_secs_f64();
     let summary = json!({
         "model": report, "decomposition": record.to_json_value()?, "composed_test_accuracy": composed.accuracy,

@@ -1,5 +1,7 @@
 //! `patch`: arguments in, [`composer::PatchJob`] patches and measures, tables and JSON out.
 
+use std::path::Path;
+
 use anyhow::{anyhow, Result};
 use cnn_models::module::{load_module, module_dir};
 use composer::{is_patched, ComposerError, PatchConfig, PatchJob, PatchReport};
@@ -11,7 +13,19 @@ use crate::setup::{device, load_data, ops_for};
 
 /// `cnnsplit patch`: patch a weak model with a module and report the change.
 pub fn patch(g: &Global, a: PatchArgs) -> Result<()> {
-    let (report, summary) = patch_model(g, &a)?;
+    let inputs = PatchInputs {
+        model: &a.model,
+        module: &a.module,
+        dataset: a.dataset.as_deref(),
+        out: a.out.as_deref(),
+    };
+    let cfg = PatchConfig {
+        target: a.target.clone(),
+        calibrate: a.calibration == CalibrationChoice::Minmax,
+        clip: a.clip,
+        batch_size: a.batch_size,
+    };
+    let (report, summary) = patch_model(g, &inputs, &cfg)?;
     if g.json {
         print_json(&summary);
         return Ok(());
@@ -32,44 +46,56 @@ pub fn patch(g: &Global, a: PatchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The files a patch reads and writes.
+pub struct PatchInputs<'a> {
+    /// The weak model's directory.
+    pub model: &'a Path,
+    /// The module's directory.
+    pub module: &'a Path,
+    /// The dataset to measure on (default: the weak model's).
+    pub dataset: Option<&'a str>,
+    /// Where to save the patched model, if anywhere.
+    pub out: Option<&'a Path>,
+}
+
 /// Patch a weak model with a module, evaluate on the test split, optionally save the patched
 /// model; returns the report and a JSON summary.
-pub fn patch_model(g: &Global, a: &PatchArgs) -> Result<(PatchReport, serde_json::Value)> {
-    if let Some(out) = a.out.as_ref().filter(|o| is_patched(o)) {
+pub fn patch_model(
+    g: &Global,
+    a: &PatchInputs<'_>,
+    cfg: &PatchConfig,
+) -> Result<(PatchReport, serde_json::Value)> {
+    if let Some(out) = a.out.filter(|o| is_patched(o)) {
         return Err(with_flag_hint(ComposerError::AlreadyPatched {
-            dir: out.clone(),
+            dir: out.to_path_buf(),
         }));
     }
-    if let Some(out) = &a.out {
+    if let Some(out) = a.out {
         // temp files of a patch that was killed mid-write are never read; clear them away
         cnn_models::files::remove_stale_temp_files(out, 1)?;
     }
     let dev = device(g.device)?;
-    let (mut model, meta) = cnn_models::load_model(&a.model, &dev)?;
-    let mdir = module_dir(&a.module);
+    let (mut model, meta) = cnn_models::load_model(a.model, &dev)?;
+    let mdir = module_dir(a.module);
     let mut module = load_module(&mdir, None, &dev)?;
     let ops = ops_for(g, &dev);
     model.set_ops(ops);
     module.model.set_ops(ops);
-    let cfg = PatchConfig {
-        target: a.target.clone(),
-        calibrate: a.calibration == CalibrationChoice::Minmax,
-        clip: a.clip,
-        batch_size: a.batch_size,
-    };
     let job =
-        PatchJob::new(&a.model, (&model, &meta), &mdir, &module, &cfg).map_err(|e| match e {
+        PatchJob::new(a.model, (&model, &meta), &mdir, &module, cfg).map_err(|e| match e {
             e @ ComposerError::DifferentInputs { .. } => {
                 anyhow!("{} and {}: {e}", a.model.display(), mdir.display())
             }
             e => with_flag_hint(e),
         })?;
-    let dataset = a.dataset.clone().unwrap_or_else(|| meta.dataset.clone());
+    let dataset = a
+        .dataset
+        .map_or_else(|| meta.dataset.clone(), str::to_string);
     let (dspec, data) = load_data(&dataset)?;
-    let mut summary = job.measure(&dspec.to_string(), &data.test, a.batch_size)?;
-    if let Some(out) = &a.out {
+    let mut summary = job.measure(&dspec.to_string(), &data.test, cfg.batch_size)?;
+    if let Some(out) = a.out {
         job.save(out).map_err(with_flag_hint)?;
-        summary.out = Some(out.clone());
+        summary.out = Some(out.to_path_buf());
     }
     Ok((summary.report.clone(), serde_json::to_value(&summary)?))
 }

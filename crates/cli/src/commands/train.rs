@@ -84,28 +84,35 @@ pub fn train_model(g: &Global, a: &TrainArgs) -> Result<serde_json::Value> {
         ops: ops_for(g, &dev),
         device: &dev,
     };
+    run_training(g, &run, a.arch.width)
+}
+
+/// Train `run` with progress on the terminal (after a line saying what is trained on what),
+/// and summarise the result as `train --json` prints it; `width` is the architecture's width
+/// multiplier, for the summary.
+pub fn run_training(g: &Global, run: &TrainRun<'_>, width: f64) -> Result<serde_json::Value> {
     if !g.quiet {
         let an = run.spec.analyse()?;
         let (train_idx, val_idx) = run.parts()?;
         eprintln!(
             "training {} (width {}, {} params, {} kernels) on {}: {} train / {} val images, {} epochs",
             run.spec.name,
-            a.arch.width,
+            width,
             an.params(),
             an.total_kernels(),
-            dspec,
+            run.dataset,
             train_idx.len(),
             val_idx.len(),
-            a.epochs
+            run.config.epochs
         );
     }
     let mut progress = TrainProgress::new(g.quiet);
-    let trained = train_and_save(&run, &mut |e| progress.event(e))?;
+    let trained = train_and_save(run, &mut |e| progress.event(e))?;
     let an = trained.model.analysis();
     Ok(json!({
-        "model": a.out,
+        "model": run.out,
         "arch": run.spec.name,
-        "width": a.arch.width,
+        "width": width,
         "params": an.params(),
         "kernels": an.total_kernels(),
         "macs": an.macs(),
