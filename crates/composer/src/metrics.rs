@@ -14,35 +14,35 @@ pub(crate) fn ratio_or_zero(a: f64, b: f64, what: &str) -> f64 {
     }
 }
 
+/// Warns about each ratio of `m` that was 0/0 (and is defined as 0).
+fn warn_undefined_ratios(m: &ClassMetrics) {
+    let tp = m.true_positives as f64;
+    ratio_or_zero(tp, tp + m.false_positives as f64, "precision");
+    ratio_or_zero(tp, tp + m.false_negatives as f64, "recall");
+}
+
 /// [`ClassMetrics::from_counts`], warning about every ratio that is 0/0.
 pub(crate) fn metrics_of_counts(
     true_positives: usize,
     false_positives: usize,
     false_negatives: usize,
 ) -> ClassMetrics {
-    let tp = true_positives as f64;
-    ratio_or_zero(tp, tp + false_positives as f64, "precision");
-    ratio_or_zero(tp, tp + false_negatives as f64, "recall");
-    ClassMetrics::from_counts(true_positives, false_positives, false_negatives)
+    let m = ClassMetrics::from_counts(true_positives, false_positives, false_negatives);
+    warn_undefined_ratios(&m);
+    m
 }
 
-/// Class-vs-rest metrics of `class` from labels and predictions, warning about 0/0 ratios.
+/// [`ClassMetrics::of_class`], warning about 0/0 ratios.
 pub(crate) fn metrics_of_class(
     labels: &[u32],
     predictions: &[u32],
     class: u32,
 ) -> Result<ClassMetrics> {
     check_same_length(labels, predictions)?;
-    let (mut tp, mut fp, mut fneg) = (0, 0, 0);
-    for (&y, &p) in labels.iter().zip(predictions) {
-        match (y == class, p == class) {
-            (true, true) => tp += 1,
-            (false, true) => fp += 1,
-            (true, false) => fneg += 1,
-            (false, false) => {}
-        }
-    }
-    Ok(metrics_of_counts(tp, fp, fneg))
+    let m = ClassMetrics::of_class(labels, predictions, class)
+        .map_err(|e| ComposerError::Incompatible(e.to_string()))?;
+    warn_undefined_ratios(&m);
+    Ok(m)
 }
 
 fn check_same_length(labels: &[u32], predictions: &[u32]) -> Result<()> {

@@ -494,8 +494,8 @@ pub struct GaRecord {
 
 /// Decomposes `parent` with CNNSplitter: the fitness images are the first
 /// [`GaDecomposeConfig::fitness_images`] of `data.val`; every class gets the chosen generation's
-/// module, calibrated on its class's images of all of `data.val`. `checkpoint` and `resume`
-/// work as in [`ga_split`]; `on_event` sees its progress.
+/// module, calibrated on its class's images of all of `data.val`. `checkpointing` works
+/// as in [`ga_split`]; `on_event` sees its progress.
 ///
 /// ```
 /// use std::path::Path;
