@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ModelError, Result};
 use crate::extract::KernelMask;
 use crate::files::{atomic_write, parse_versioned_json, ModelMeta};
-use crate::module::{build_module, save_module, Module, ModuleSource};
+use crate::module::{build_module, save_module, Collapse, Module, ModuleSource};
 use crate::train::TrainData;
 use crate::Model;
 
@@ -142,6 +142,9 @@ pub struct ModuleSummary {
     pub overhead: f64,
     /// Physical convs reduced to one zero channel.
     pub zeroed_convs: Vec<usize>,
+    /// Why the module is collapsed; empty when it is usable (design §13).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collapsed: Vec<Collapse>,
 }
 
 impl ModuleSummary {
@@ -158,6 +161,7 @@ impl ModuleSummary {
             macs: m.macs,
             overhead: m.overhead,
             zeroed_convs: m.zeroed_convs.clone(),
+            collapsed: m.collapsed.clone(),
         }
     }
 }

@@ -158,10 +158,63 @@ pub struct ModuleMeta {
     pub dataset: Option<String>,
     /// Search metrics (chosen epoch, accuracies) as JSON.
     pub metrics: Option<serde_json::Value>,
+    /// Why the module is *collapsed* (design §13), empty when it is usable. A collapsed module
+    /// is flagged wherever it is listed, left out of the report's comparisons, and refused by
+    /// `patch` unless forced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collapsed: Vec<Collapse>,
     /// cnnsplit version that wrote the file.
     pub crate_version: String,
     /// SHA-256 of `module.safetensors` (filled in on save).
     pub weights_sha256: String,
+}
+
+/// One reason a module is *collapsed*: it cannot do its job, whatever its numbers say.
+///
+/// ```
+/// use cnn_models::module::Collapse;
+/// let c = Collapse::ZeroF1;
+/// assert_eq!(serde_json::to_value(&c).unwrap()["reason"], "zero-f1");
+/// assert!(c.to_string().contains("F1"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum Collapse {
+    /// These physical convs kept no kernel: the module's network carries no signal past them.
+    EmptyLayer {
+        /// Indices of the empty convs (as in `zeroed_convs`).
+        convs: Vec<usize>,
+    },
+    /// F1 = 0 for the module's class on the validation images: the composed modules never
+    /// predict the class correctly.
+    ZeroF1,
+    /// The module's score is the same for every validation image of its class (calibration
+    /// max ≤ min).
+    ConstantScore,
+    /// The search that produced the module never rose 10 pp above chance (composed accuracy
+    /// `accuracy`, chance `chance`, both fractions).
+    NearChance {
+        /// Best composed accuracy the search reached.
+        accuracy: f64,
+        /// 1 / number of classes.
+        chance: f64,
+    },
+}
+
+impl std::fmt::Display for Collapse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Collapse::EmptyLayer { convs } => write!(f, "convs {convs:?} kept no kernel"),
+            Collapse::ZeroF1 => write!(f, "F1 = 0 on its class's validation images"),
+            Collapse::ConstantScore => write!(f, "constant score on its class's images"),
+            Collapse::NearChance { accuracy, chance } => write!(
+                f,
+                "search stayed near chance ({:.1} % composed, chance {:.1} %)",
+                accuracy * 100.0,
+                chance * 100.0
+            ),
+        }
+    }
 }
 
 /// A module: the extracted network, how it scores, and its metadata.
@@ -323,6 +376,7 @@ pub fn build_module(
         input_format,
         dataset: None,
         metrics,
+        collapsed: Vec::new(),
         crate_version: env!("CARGO_PKG_VERSION").into(),
         weights_sha256: String::new(),
     };

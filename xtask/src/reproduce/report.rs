@@ -348,6 +348,7 @@ mod tests {
                     macs: 20,
                     overhead: 0.4,
                     zeroed_convs: vec![],
+                    collapsed: vec![],
                 })
                 .collect::<Vec<_>>()
         };
