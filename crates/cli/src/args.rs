@@ -323,6 +323,11 @@ pub struct DecomposeArgs {
     /// [default: 0.01].
     #[arg(long)]
     pub tolerance: Option<f64>,
+    /// Stop the search once the mean KRR has not fallen for N consecutive mask epochs (the
+    /// pattern's head epochs still run); --epochs is then the cap. 0 = run every epoch
+    /// [default: 0].
+    #[arg(long)]
+    pub krr_patience: Option<usize>,
     /// Mask initialisation [default: ones].
     #[arg(long, value_enum)]
     pub mask_init: Option<MaskInitChoice>,
@@ -419,6 +424,9 @@ pub struct DecomposeArgs {
 pub enum CalibrationChoice {
     /// (score − min) / (max − min) with the range stored in the module file (design §7).
     Minmax,
+    /// (score − lo) / (hi − lo) with lo, hi the `--percentiles` of the module's calibration
+    /// scores, stored in the module file.
+    Percentile,
     /// The raw score.
     None,
 }
@@ -441,9 +449,16 @@ pub struct PatchArgs {
     /// Calibration of the module's score.
     #[arg(long, value_enum, default_value_t = CalibrationChoice::Minmax)]
     pub calibration: CalibrationChoice,
+    /// Percentiles LO,HI (0–100) of `--calibration percentile`.
+    #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [5.0, 95.0])]
+    pub percentiles: Vec<f64>,
     /// Clip calibrated scores to [0, 1] (off = the reference's rule).
     #[arg(long)]
     pub clip: bool,
+    /// Patch with a collapsed module (empty layer, F1 = 0 or constant score; design §13)
+    /// anyway, with a warning; without it such a module is refused.
+    #[arg(long)]
+    pub force: bool,
     /// Save the patched model here, as a directory `predict` and `eval` accept.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -13,6 +13,12 @@ pub fn with_flag_hint(e: ComposerError) -> anyhow::Error {
         ComposerError::NoCalibrationRange { class } => anyhow!(
             "module `{class}` has no calibration range (decompose again, or patch with --calibration none)"
         ),
+        ComposerError::NoCalibrationPercentiles { class } => anyhow!(
+            "module `{class}` records no calibration percentiles (written by an older cnnsplit: decompose again, or patch with --calibration minmax)"
+        ),
+        ComposerError::CollapsedModule { module, reasons } => anyhow!(
+            "{module} is collapsed ({reasons}): it cannot do its job; pass --force to patch with it anyway"
+        ),
         ComposerError::AlreadyPatched { dir } => anyhow!(
             "{} already holds a patched model: choose another --out or delete it",
             dir.display()

@@ -53,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ModelError, Result};
 use crate::extract::KernelMask;
 use crate::files::{atomic_write, parse_versioned_json, ModelMeta};
+use crate::metrics::{compose_argmax, ConfusionMatrix};
 use crate::module::{build_module, save_module, Collapse, Module, ModuleSource};
 use crate::train::TrainData;
 use crate::Model;
@@ -81,8 +82,15 @@ pub struct ParentModel<'a> {
 impl ParentModel<'_> {
     /// Extracts, labels and calibrates one module per class — the step every splitter ends
     /// with. Class `c` keeps the kernels of `masks[c]` and scores through `sources[c]`; every
-    /// module carries `metrics` and the parent's dataset, and its calibration range is measured
-    /// on its class's images among `data.val`, `batch` images at a time (design §7).
+    /// module carries `metrics` and the parent's dataset, and its calibration is measured on
+    /// its class's images among `data.val`, `batch` images at a time (design §7).
+    ///
+    /// Every module is then checked for collapse (design §13) and `meta.collapsed` says why it
+    /// is, with a warning logged per collapsed module: a conv that kept no kernel
+    /// ([`Collapse::EmptyLayer`]), a calibration range with max ≤ min
+    /// ([`Collapse::ConstantScore`]), or F1 = 0 for its class when all the modules are
+    /// composed on `data.val` (argmax of their scores, ties → lowest class;
+    /// [`Collapse::ZeroF1`]).
     pub fn class_modules(
         &self,
         data: &TrainData<'_>,
@@ -100,7 +108,13 @@ impl ParentModel<'_> {
                 sources.len()
             )));
         }
+        let labels: Vec<u32> = data
+            .val
+            .iter()
+            .map(|&i| data.set.labels[i] as u32)
+            .collect();
         let mut modules = Vec::with_capacity(classes.len());
+        let mut val_scores = Vec::with_capacity(classes.len());
         for ((c, name), source) in classes.iter().enumerate().zip(sources) {
             let mut module = build_module(
                 self.model,
@@ -113,11 +127,73 @@ impl ParentModel<'_> {
                 Some(metrics.clone()),
             )?;
             module.meta.dataset = Some(self.dataset.to_string());
-            module.calibrate(data.set, &data.val, batch)?;
+            // one scoring of the whole validation part serves calibration and composition
+            let scores = module.scores_of(data.set, &data.val, batch)?;
+            let own: Vec<f32> = scores
+                .iter()
+                .zip(&labels)
+                .filter(|(_, &y)| y as usize == c)
+                .map(|(&s, _)| s)
+                .collect();
+            module.calibrate_from_scores(&own);
+            val_scores.push(scores);
             modules.push(module);
+        }
+        let predictions = compose_argmax(&val_scores);
+        let confusion = ConfusionMatrix::from_predictions(&labels, &predictions, classes.len());
+        let zero_f1 = confusion.zero_f1_classes();
+        for module in &mut modules {
+            let reasons = collapse_reasons(module, zero_f1.contains(&module.meta.class_index));
+            module.meta.collapsed.extend(reasons);
+            if !module.meta.collapsed.is_empty() {
+                tracing::warn!(
+                    "module of class {} ({}) is collapsed: {}",
+                    module.meta.class_index,
+                    module.meta.class_name,
+                    describe_collapse(&module.meta.collapsed)
+                );
+            }
         }
         Ok(modules)
     }
+}
+
+/// Why `module` is collapsed from what its metadata says (an empty conv, a calibration range
+/// with max ≤ min) and `zero_f1`, whether its class has F1 = 0 in the composition on the
+/// validation images (design §13); empty when it is usable.
+pub fn collapse_reasons(module: &Module, zero_f1: bool) -> Vec<Collapse> {
+    let meta = &module.meta;
+    let mut reasons = Vec::new();
+    if !meta.zeroed_convs.is_empty() {
+        reasons.push(Collapse::EmptyLayer {
+            convs: meta.zeroed_convs.clone(),
+        });
+    }
+    if zero_f1 {
+        reasons.push(Collapse::ZeroF1);
+    }
+    if let Some((lo, hi)) = meta.calibration {
+        if hi <= lo {
+            reasons.push(Collapse::ConstantScore);
+        }
+    }
+    reasons
+}
+
+/// The reasons of a collapse as one line, `; `-separated.
+///
+/// ```
+/// use cnn_models::decomposition::describe_collapse;
+/// use cnn_models::module::Collapse;
+/// let line = describe_collapse(&[Collapse::EmptyLayer { convs: vec![2] }, Collapse::ZeroF1]);
+/// assert_eq!(line, "convs [2] kept no kernel; F1 = 0 on its class's validation images");
+/// ```
+pub fn describe_collapse(reasons: &[Collapse]) -> String {
+    reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// One module as the run record lists it.

@@ -157,6 +157,39 @@ impl ConfusionMatrix {
     pub fn per_class(&self) -> Vec<ClassMetrics> {
         (0..self.num_classes()).map(|c| self.class(c)).collect()
     }
+    /// Balanced accuracy: the mean recall over the classes that have samples (0 for no
+    /// samples). Equals [`ConfusionMatrix::accuracy`] when every class has the same support.
+    ///
+    /// ```
+    /// use cnn_models::metrics::ConfusionMatrix;
+    /// // class 0: 3 of 4 right, class 1: 0 of 1 right → (0.75 + 0) / 2
+    /// let m = ConfusionMatrix::from_predictions(&[0, 0, 0, 0, 1], &[0, 0, 0, 1, 0], 2);
+    /// assert_eq!(m.balanced_accuracy(), 0.375);
+    /// assert_eq!(m.accuracy(), 0.6);
+    /// ```
+    pub fn balanced_accuracy(&self) -> f64 {
+        let recalls: Vec<f64> = (0..self.num_classes())
+            .filter(|&c| self.counts[c].iter().sum::<u64>() > 0)
+            .map(|c| self.class(c).recall)
+            .collect();
+        if recalls.is_empty() {
+            0.0
+        } else {
+            recalls.iter().sum::<f64>() / recalls.len() as f64
+        }
+    }
+    /// The classes that have samples but F1 = 0: never predicted correctly.
+    ///
+    /// ```
+    /// use cnn_models::metrics::ConfusionMatrix;
+    /// let m = ConfusionMatrix::from_predictions(&[0, 1, 2], &[0, 0, 0], 4);
+    /// assert_eq!(m.zero_f1_classes(), vec![1, 2]); // class 3 has no sample
+    /// ```
+    pub fn zero_f1_classes(&self) -> Vec<usize> {
+        (0..self.num_classes())
+            .filter(|&c| self.counts[c].iter().sum::<u64>() > 0 && self.class(c).f1 == 0.0)
+            .collect()
+    }
     /// Accuracy over the samples whose true class is not `c`.
     pub fn accuracy_excluding(&self, c: usize) -> f64 {
         let mut correct = 0;
@@ -214,6 +247,58 @@ pub fn argmax_rows<T: PartialOrd>(values: &[T], cols: usize) -> Vec<u32> {
             for (i, v) in row.iter().enumerate() {
                 if *v > row[best] {
                     best = i;
+                }
+            }
+            best as u32
+        })
+        .collect()
+}
+
+/// The largest class count divided by the smallest among `labels` of `num_classes` classes
+/// (a class without a label counts 0: the ratio is infinite); 1 for no label or no class.
+///
+/// ```
+/// use cnn_models::metrics::class_count_ratio;
+/// assert_eq!(class_count_ratio(&[0, 0, 0, 1, 1], 2), 1.5);
+/// assert_eq!(class_count_ratio(&[0, 0], 2), f64::INFINITY);
+/// ```
+pub fn class_count_ratio(labels: &[u32], num_classes: usize) -> f64 {
+    if labels.is_empty() || num_classes == 0 {
+        return 1.0;
+    }
+    let mut counts = vec![0u64; num_classes];
+    for &l in labels {
+        if let Some(c) = counts.get_mut(l as usize) {
+            *c += 1;
+        }
+    }
+    let max = counts.iter().copied().max().unwrap_or(0) as f64;
+    let min = counts.iter().copied().min().unwrap_or(0) as f64;
+    if min == 0.0 {
+        f64::INFINITY
+    } else {
+        max / min
+    }
+}
+
+/// Composition of module scores on the same images: for every image the index of the module
+/// with the largest score, ties → lowest module index (a NaN never wins). `scores[m][i]` is
+/// module `m`'s score on image `i`; every module must score the same images. The rule of
+/// `composer::compose_predictions` (design §5.10), for code that cannot depend on `composer`.
+///
+/// ```
+/// use cnn_models::metrics::compose_argmax;
+/// let scores = vec![vec![0.9f32, 0.1, 0.5], vec![0.2, 0.8, 0.5]];
+/// assert_eq!(compose_argmax(&scores), vec![0, 1, 0]);
+/// ```
+pub fn compose_argmax(scores: &[Vec<f32>]) -> Vec<u32> {
+    let images = scores.first().map_or(0, Vec::len);
+    (0..images)
+        .map(|i| {
+            let mut best = 0;
+            for (m, module) in scores.iter().enumerate() {
+                if module[i] > scores[best][i] {
+                    best = m;
                 }
             }
             best as u32

@@ -151,6 +151,11 @@ pub struct ModuleMeta {
     /// the min–max calibration of patching (design §7); absent when not measured.
     #[serde(default)]
     pub calibration: Option<(f64, f64)>,
+    /// The 101 integer percentiles 0, 1, …, 100 of the same scores (numpy's linear
+    /// interpolation), so that patching can calibrate with a percentile range without scoring
+    /// again (design §7); empty when not measured (files written before it existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calibration_percentiles: Vec<f64>,
     /// Input format of the parent model.
     pub input_format: cnn_data::InputFormat,
     /// Dataset the parent model was trained on (`NAME` or `NAME=DIR`), when recorded.
@@ -245,10 +250,11 @@ impl Module {
         }
     }
 
-    /// Measures the module's min–max calibration range (design §7) and stores it in
-    /// `meta.calibration`: the smallest and largest score over the images of the module's own
-    /// class among `indices` of `set`, scored in chunks of `batch` images. With no image of
-    /// its class there, the module keeps no range (a warning is logged).
+    /// Measures the module's calibration (design §7) and stores it in `meta.calibration` and
+    /// `meta.calibration_percentiles` ([`Module::calibrate_from_scores`]): the scores over the
+    /// images of the module's own class among `indices` of `set`, scored in chunks of `batch`
+    /// images. With no image of its class there, the module keeps no range (a warning is
+    /// logged).
     ///
     /// ```
     /// use candle_core::Device;
@@ -278,16 +284,21 @@ impl Module {
             .copied()
             .filter(|&i| set.labels[i] as usize == self.meta.class_index)
             .collect();
-        if own.is_empty() {
-            tracing::warn!(
-                "no validation image of class {}: module has no calibration range",
-                self.meta.class_name
-            );
-            return Ok(());
-        }
-        let batch = batch.max(1);
-        let mut scores = Vec::with_capacity(own.len());
-        for chunk in own.chunks(batch) {
+        let scores = self.scores_of(set, &own, batch)?;
+        self.calibrate_from_scores(&scores);
+        Ok(())
+    }
+
+    /// Scores of images `indices` of `set` (raw images, converted with the module's input
+    /// format), `batch` at a time.
+    pub fn scores_of(
+        &self,
+        set: &cnn_data::ImageSet,
+        indices: &[usize],
+        batch: usize,
+    ) -> Result<Vec<f32>> {
+        let mut scores = Vec::with_capacity(indices.len());
+        for chunk in indices.chunks(batch.max(1)) {
             let (x, _) = cnn_data::to_tensor(
                 set,
                 chunk,
@@ -295,12 +306,81 @@ impl Module {
                 None,
                 self.model.device(),
             )?;
-            scores.extend(self.score(&x)?.to_vec1::<f32>()?);
+            scores.extend(self.score(&x)?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
         }
-        let lo = scores.iter().copied().fold(f32::INFINITY, f32::min) as f64;
-        let hi = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        self.meta.calibration = Some((lo, hi));
-        Ok(())
+        Ok(scores)
+    }
+
+    /// Stores the calibration measured from `scores`, the module's scores on the validation
+    /// images of its own class: the min–max range in `meta.calibration` and the 101 integer
+    /// percentiles in `meta.calibration_percentiles`. With no score (no image of its class)
+    /// the module keeps no range and a warning is logged.
+    ///
+    /// ```
+    /// use candle_core::Device;
+    /// use cnn_models::extract::KernelMask;
+    /// use cnn_models::module::{build_module, ModuleSource};
+    /// use cnn_models::{presets, Model};
+    /// let parent = Model::init(presets::simcnn(0.0625, 3, 2, true), 1, &Device::Cpu).unwrap();
+    /// let masks: Vec<KernelMask> = parent.analysis().sites.iter().map(|s| vec![true; s.channels]).collect();
+    /// let format = cnn_data::InputFormat::for_dataset(cnn_data::DatasetKind::FashionMnist);
+    /// let mut module = build_module(&parent, "sha", &masks, ModuleSource::Logit, 1, "one",
+    ///     format, None).unwrap();
+    /// module.calibrate_from_scores(&[3.0, 1.0, 2.0]);
+    /// assert_eq!(module.meta.calibration, Some((1.0, 3.0)));
+    /// assert_eq!(module.meta.calibration_percentiles[50], 2.0);
+    /// assert_eq!(module.meta.calibration_percentiles[25], 1.5);
+    /// ```
+    pub fn calibrate_from_scores(&mut self, scores: &[f32]) {
+        if scores.is_empty() {
+            tracing::warn!(
+                "no validation image of class {}: module has no calibration range",
+                self.meta.class_name
+            );
+            self.meta.calibration = None;
+            self.meta.calibration_percentiles.clear();
+            return;
+        }
+        let mut sorted: Vec<f64> = scores.iter().map(|&v| f64::from(v)).collect();
+        sorted.sort_by(f64::total_cmp);
+        self.meta.calibration = Some((sorted[0], sorted[sorted.len() - 1]));
+        self.meta.calibration_percentiles = (0..=100)
+            .map(|p| percentile_of_sorted(&sorted, p as f64))
+            .collect();
+    }
+
+    /// The (lo, hi) range of the percentiles `p_lo` and `p_hi` (0–100) of the module's
+    /// calibration scores, read off `meta.calibration_percentiles` (exact for integer
+    /// percentiles, linear between them otherwise); `None` when the file records no
+    /// percentiles or a percentile is outside [0, 100].
+    ///
+    /// ```
+    /// # use candle_core::Device;
+    /// # use cnn_models::module::{build_module, ModuleSource};
+    /// # use cnn_models::{presets, Model};
+    /// # let parent = Model::init(presets::simcnn(0.0625, 3, 2, true), 1, &Device::Cpu).unwrap();
+    /// # let masks: Vec<_> = parent.analysis().sites.iter().map(|s| vec![true; s.channels]).collect();
+    /// # let format = cnn_data::InputFormat::for_dataset(cnn_data::DatasetKind::FashionMnist);
+    /// # let mut module = build_module(&parent, "sha", &masks, ModuleSource::Logit, 1, "one",
+    /// #     format, None).unwrap();
+    /// module.calibrate_from_scores(&[0.0, 10.0]);
+    /// assert_eq!(module.percentile_range(5.0, 95.0), Some((0.5, 9.5)));
+    /// ```
+    pub fn percentile_range(&self, p_lo: f64, p_hi: f64) -> Option<(f64, f64)> {
+        let table = &self.meta.calibration_percentiles;
+        if table.len() != 101 {
+            return None;
+        }
+        let at = |p: f64| -> Option<f64> {
+            if !(0.0..=100.0).contains(&p) {
+                return None;
+            }
+            let below = p.floor() as usize;
+            let above = (below + 1).min(100);
+            let frac = p - below as f64;
+            Some(table[below] + frac * (table[above] - table[below]))
+        };
+        Some((at(p_lo)?, at(p_hi)?))
     }
 
     /// Scores of many images, in batches of `batch`, as a vector.
@@ -373,6 +453,7 @@ pub fn build_module(
         overhead: macs as f64 / parent_macs.max(1) as f64,
         head_included: head.is_some(),
         calibration: None,
+        calibration_percentiles: Vec::new(),
         input_format,
         dataset: None,
         metrics,
@@ -561,4 +642,14 @@ pub fn module_from_parts(
         None
     };
     Ok(Module { model, head, meta })
+}
+
+/// The `p`-th percentile (0–100) of sorted values, interpolating linearly between the two
+/// nearest ranks like numpy's default.
+fn percentile_of_sorted(sorted: &[f64], p: f64) -> f64 {
+    let rank = p / 100.0 * (sorted.len() - 1) as f64;
+    let below = rank.floor() as usize;
+    let above = (below + 1).min(sorted.len() - 1);
+    let frac = rank - below as f64;
+    sorted[below] + frac * (sorted[above] - sorted[below])
 }

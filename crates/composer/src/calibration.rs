@@ -7,9 +7,10 @@ use crate::error::{ComposerError, Result};
 /// Maps a module's raw score onto the weak model's probability scale.
 ///
 /// A range (lo, hi) maps `score` to (score − lo)/(hi − lo), so lo → 0 and hi → 1, and values
-/// outside the range leave [0, 1] unless clipped. A degenerate range (lo = hi, e.g. a module
-/// whose score is constant on the calibration images) maps `score ≥ hi` to 1 and anything
-/// lower to 0, so it never produces NaN or infinity.
+/// outside the range leave [0, 1] unless clipped. A range needs lo < hi: a degenerate range
+/// (lo ≥ hi, e.g. a module whose score is constant on the calibration images) carries no
+/// information, and [`Calibration::validate`] refuses it, so patching with one is an error
+/// (design §7, §13).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Calibration {
@@ -95,19 +96,36 @@ impl Calibration {
         }
     }
 
-    /// Checks a (possibly hand-made) calibration: finite range with lo ≤ hi.
+    /// Checks a calibration: a finite range with lo < hi. A range with hi ≤ lo (a constant
+    /// score) is [`ComposerError::DegenerateCalibration`].
+    ///
+    /// ```
+    /// use composer::Calibration;
+    /// assert!(Calibration::fit_minmax(&[1.0, 2.0]).unwrap().validate().is_ok());
+    /// let constant = Calibration::fit_minmax(&[0.5, 0.5]).unwrap();
+    /// assert!(constant.validate().unwrap_err().to_string().contains("max ≤ min"));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         if let Some((lo, hi)) = self.range() {
-            if !lo.is_finite() || !hi.is_finite() || lo > hi {
+            if !lo.is_finite() || !hi.is_finite() {
                 return Err(ComposerError::InvalidCalibration(format!(
-                    "range ({lo}, {hi}) must be finite with lo ≤ hi"
+                    "range ({lo}, {hi}) must be finite"
                 )));
+            }
+            if hi <= lo {
+                return Err(ComposerError::DegenerateCalibration {
+                    module: "the module".into(),
+                    lo: f64::from(lo),
+                    hi: f64::from(hi),
+                });
             }
         }
         Ok(())
     }
 
-    /// Calibrated value of `score`, clipped to [0, 1] when `clip` is set.
+    /// Calibrated value of `score`, clipped to [0, 1] when `clip` is set. A degenerate range,
+    /// which [`Calibration::validate`] refuses and patching never applies, maps `score ≥ hi`
+    /// to 1 and anything lower to 0 rather than to NaN or infinity.
     pub fn apply(&self, score: f32, clip: bool) -> f64 {
         let score = f64::from(score);
         let value = match self.range() {

@@ -117,6 +117,33 @@ pub enum ComposerError {
         /// The module's class name.
         class: String,
     },
+    /// A calibration range with max ≤ min: the module's score was constant on its class's
+    /// validation images, so it cannot be calibrated (design §7, §13).
+    #[error("{module}: calibration range max ≤ min (min {lo}, max {hi}): the module's score is constant on its class's validation images, so it cannot patch; it is collapsed (decompose again)")]
+    DegenerateCalibration {
+        /// The module: its directory or class.
+        module: String,
+        /// Lower end of the range.
+        lo: f64,
+        /// Upper end of the range.
+        hi: f64,
+    },
+    /// A collapsed module (design §13) was given to `patch` without `force`.
+    #[error("{module} is collapsed ({reasons}): it cannot do its job, so it is not patched unless forced")]
+    CollapsedModule {
+        /// The module: its directory or class.
+        module: String,
+        /// Why it is collapsed, `; `-separated.
+        reasons: String,
+    },
+    /// Percentile calibration was asked for a module whose file records no percentiles.
+    #[error(
+        "module `{class}` records no calibration percentiles (written by an older cnnsplit: decompose again, or patch with min–max calibration)"
+    )]
+    NoCalibrationPercentiles {
+        /// The module's class name.
+        class: String,
+    },
     /// A selection fraction outside (0, 1).
     #[error("the selection fraction must be within (0, 1), got {fraction}")]
     InvalidSelectionFraction {

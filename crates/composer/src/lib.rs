@@ -69,11 +69,11 @@ pub use composed::{
 pub use composition::compose_predictions;
 pub use error::{ComposerError, Result};
 pub use metrics::{accuracy, binary_module_metrics, class_metrics};
-pub use module_set::{load_modules, module_dirs};
+pub use module_set::{collapsed_modules_json, load_modules, module_dirs};
 pub use patched::{
     check_same_input, is_patched, load_patched, module_calibration, parse_patch_manifest,
-    save_patched, target_column, PatchConfig, PatchJob, PatchManifest, PatchSummary, PatchedModel,
-    PATCH_FORMAT, PATCH_FORMAT_VERSION, PATCH_MANIFEST,
+    save_patched, target_column, CalibrationKind, PatchConfig, PatchJob, PatchManifest,
+    PatchSummary, PatchedModel, PATCH_FORMAT, PATCH_FORMAT_VERSION, PATCH_MANIFEST,
 };
 pub use patching::{
     patch_and_report, softmax_rows, weak_predictions, MetricChange, PatchReport, PatchRule,

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
+use cnn_models::decomposition::describe_collapse;
 use cnn_models::module::{load_module, module_dir, Module, MODULE_META};
 
 use crate::error::{ComposerError, Result};
@@ -74,6 +75,7 @@ pub fn module_dirs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Loads the modules [`module_dirs`] finds under `paths` onto `device` and checks that they can
 /// be composed: every weights file matches its hash, every module was extracted from the model
 /// with weights hash `parent_sha256` when one is given, and all take the same input format.
+/// A collapsed module (design §13) is loaded, with a warning naming it and why.
 pub fn load_modules(
     paths: &[PathBuf],
     parent_sha256: Option<&str>,
@@ -95,7 +97,39 @@ pub fn load_modules(
                 ));
             }
         }
+        if !m.meta.collapsed.is_empty() {
+            tracing::warn!(
+                "module {} (class {} `{}`) is collapsed: {}",
+                dir.display(),
+                m.meta.class_index,
+                m.meta.class_name,
+                describe_collapse(&m.meta.collapsed)
+            );
+        }
         modules.push(m);
     }
     Ok(modules)
+}
+
+/// The collapsed modules among `modules` as JSON for a command's output: one
+/// `{"class", "name", "collapsed"}` object per collapsed module (design §13), in order.
+///
+/// ```
+/// let none: Vec<cnn_models::Module> = Vec::new();
+/// assert_eq!(composer::collapsed_modules_json(&none), serde_json::json!([]));
+/// ```
+pub fn collapsed_modules_json(modules: &[Module]) -> serde_json::Value {
+    serde_json::Value::Array(
+        modules
+            .iter()
+            .filter(|m| !m.meta.collapsed.is_empty())
+            .map(|m| {
+                serde_json::json!({
+                    "class": m.meta.class_index,
+                    "name": m.meta.class_name,
+                    "collapsed": m.meta.collapsed,
+                })
+            })
+            .collect(),
+    )
 }

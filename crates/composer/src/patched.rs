@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use cnn_data::ImageSet;
+use cnn_models::decomposition::describe_collapse;
 use cnn_models::files::{atomic_write, load_model, ModelMeta};
 use cnn_models::metrics::{argmax_rows, Evaluation};
-use cnn_models::module::{load_module, Module, MODULE_META, MODULE_WEIGHTS};
+use cnn_models::module::{load_module, Collapse, Module, MODULE_META, MODULE_WEIGHTS};
 use cnn_models::{Model, OpsBackend};
 use serde::{Deserialize, Serialize};
 
@@ -119,21 +120,59 @@ pub fn is_patched(dir: &Path) -> bool {
     dir.join(PATCH_MANIFEST).exists()
 }
 
+/// Which calibration a patch applies to the module's score (design §7).
+///
+/// ```
+/// use composer::CalibrationKind;
+/// assert_eq!(CalibrationKind::default(), CalibrationKind::MinMax);
+/// assert_eq!(CalibrationKind::Percentile { lo: 5.0, hi: 95.0 }.to_string(), "percentile 5–95");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CalibrationKind {
+    /// The raw score.
+    Raw,
+    /// The min–max range stored in the module file.
+    #[default]
+    MinMax,
+    /// The range between two percentiles (0–100) of the module's calibration scores, read off
+    /// the percentiles stored in the module file.
+    Percentile {
+        /// Lower percentile (maps to 0).
+        lo: f64,
+        /// Upper percentile (maps to 1).
+        hi: f64,
+    },
+}
+
+impl std::fmt::Display for CalibrationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CalibrationKind::Raw => write!(f, "none"),
+            CalibrationKind::MinMax => write!(f, "minmax"),
+            CalibrationKind::Percentile { lo, hi } => write!(f, "percentile {lo}–{hi}"),
+        }
+    }
+}
+
 /// How to patch a weak model with a module.
 ///
 /// ```
 /// let cfg = composer::PatchConfig { target: Some("Bag".into()), ..Default::default() };
-/// assert!(cfg.calibrate && !cfg.clip);
+/// assert!(cfg.calibration == composer::CalibrationKind::MinMax && !cfg.clip && !cfg.force);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct PatchConfig {
     /// The weak model's class the module replaces, by name or index; `None`: the class named
     /// like the module's class.
     pub target: Option<String>,
-    /// Calibrate the module's score with its recorded min–max range (else use it raw).
-    pub calibrate: bool,
+    /// Calibration of the module's score.
+    pub calibration: CalibrationKind,
     /// Clip the calibrated score to [0, 1].
     pub clip: bool,
+    /// Patch with a collapsed module (design §13) anyway, with a warning; without it such a
+    /// module is refused. A calibration range with max ≤ min is refused either way.
+    pub force: bool,
     /// Images per forward pass when measuring the patch.
     pub batch_size: usize,
 }
@@ -142,8 +181,9 @@ impl Default for PatchConfig {
     fn default() -> Self {
         PatchConfig {
             target: None,
-            calibrate: true,
+            calibration: CalibrationKind::MinMax,
             clip: false,
+            force: false,
             batch_size: 256,
         }
     }
@@ -182,6 +222,13 @@ pub struct PatchSummary {
     pub rule: PatchRule,
     /// Before/after metrics.
     pub report: PatchReport,
+    /// Why the module is collapsed (design §13); empty for a usable module. A collapsed
+    /// module only patches with `force`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub module_collapsed: Vec<Collapse>,
+    /// Whether a collapsed module was patched because `force` was given.
+    #[serde(default)]
+    pub forced: bool,
     /// MACs per image of the module.
     pub module_macs: u64,
     /// MACs per image of the weak model.
@@ -203,8 +250,28 @@ impl<'a> PatchJob<'a> {
         cfg: &PatchConfig,
     ) -> Result<Self> {
         check_same_input(meta, module)?;
+        let name = module_label(module_dir, module);
+        if !module.meta.collapsed.is_empty() {
+            let reasons = describe_collapse(&module.meta.collapsed);
+            if !cfg.force {
+                return Err(ComposerError::CollapsedModule {
+                    module: name,
+                    reasons,
+                });
+            }
+            tracing::warn!("{name} is collapsed ({reasons}); patching with it anyway (forced)");
+        }
         let column = target_column(meta, module, cfg.target.as_deref())?;
-        let calibration = module_calibration(module, cfg.calibrate)?;
+        let calibration = module_calibration(module, cfg.calibration).map_err(|e| match e {
+            ComposerError::DegenerateCalibration { lo, hi, .. } => {
+                ComposerError::DegenerateCalibration {
+                    module: name.clone(),
+                    lo,
+                    hi,
+                }
+            }
+            e => e,
+        })?;
         Ok(PatchJob {
             model_dir,
             model,
@@ -268,6 +335,8 @@ impl<'a> PatchJob<'a> {
             target_class: self.target_class().to_string(),
             rule: self.rule,
             report,
+            module_collapsed: self.module.meta.collapsed.clone(),
+            forced: !self.module.meta.collapsed.is_empty(),
             module_macs: self.module.meta.macs,
             model_macs,
             mac_overhead: self.module.meta.macs as f64 / model_macs.max(1) as f64,
@@ -437,6 +506,16 @@ pub fn load_patched(dir: &Path, device: &Device) -> Result<PatchedModel> {
             module.meta.weights_sha256, manifest.module_sha256
         )));
     }
+    manifest.rule.calibration.validate().map_err(|e| match e {
+        ComposerError::DegenerateCalibration { lo, hi, .. } => {
+            ComposerError::DegenerateCalibration {
+                module: module_label(&module_dir, &module),
+                lo,
+                hi,
+            }
+        }
+        e => bad(e.to_string()),
+    })?;
     if manifest.rule.target_column >= model.spec().num_classes {
         return Err(bad(format!(
             "target column {} but the model has {} classes",
@@ -452,18 +531,58 @@ pub fn load_patched(dir: &Path, device: &Device) -> Result<PatchedModel> {
     })
 }
 
-/// The calibration a module file supports: min–max from its stored range, or none.
-pub fn module_calibration(module: &Module, minmax: bool) -> Result<Calibration> {
-    if !minmax {
-        return Ok(Calibration::None);
-    }
-    match module.meta.calibration {
-        Some((lo, hi)) => Ok(Calibration::MinMax {
-            min: lo as f32,
-            max: hi as f32,
-        }),
-        None => Err(ComposerError::NoCalibrationRange {
-            class: module.meta.class_name.clone(),
-        }),
-    }
+/// How errors and warnings name a module: its directory and class.
+fn module_label(dir: &Path, module: &Module) -> String {
+    format!(
+        "module {} (class {} `{}`)",
+        dir.display(),
+        module.meta.class_index,
+        module.meta.class_name
+    )
+}
+
+/// The calibration of `kind` for a module file: none, min–max from its stored range, or a
+/// percentile range from its stored percentiles. A range with max ≤ min is
+/// [`ComposerError::DegenerateCalibration`] naming the module's class; a range the file does
+/// not record is [`ComposerError::NoCalibrationRange`].
+pub fn module_calibration(module: &Module, kind: CalibrationKind) -> Result<Calibration> {
+    let class = || module.meta.class_name.clone();
+    let calibration = match kind {
+        CalibrationKind::Raw => return Ok(Calibration::None),
+        CalibrationKind::MinMax => match module.meta.calibration {
+            Some((lo, hi)) => Calibration::MinMax {
+                min: lo as f32,
+                max: hi as f32,
+            },
+            None => return Err(ComposerError::NoCalibrationRange { class: class() }),
+        },
+        CalibrationKind::Percentile { lo: p_lo, hi: p_hi } => {
+            if !(0.0..=100.0).contains(&p_lo) || !(0.0..=100.0).contains(&p_hi) || p_lo >= p_hi {
+                return Err(ComposerError::InvalidPercentile { lo: p_lo, hi: p_hi });
+            }
+            match module.percentile_range(p_lo, p_hi) {
+                Some((lo, hi)) => Calibration::Percentile {
+                    p_lo,
+                    p_hi,
+                    lo: lo as f32,
+                    hi: hi as f32,
+                },
+                None => return Err(ComposerError::NoCalibrationPercentiles { class: class() }),
+            }
+        }
+    };
+    calibration.validate().map_err(|e| match e {
+        ComposerError::DegenerateCalibration { lo, hi, .. } => {
+            ComposerError::DegenerateCalibration {
+                module: format!(
+                    "module of class {} `{}`",
+                    module.meta.class_index, module.meta.class_name
+                ),
+                lo,
+                hi,
+            }
+        }
+        e => e,
+    })?;
+    Ok(calibration)
 }

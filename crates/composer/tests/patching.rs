@@ -31,22 +31,33 @@ fn minmax_maps_calibration_min_to_0_and_max_to_1() {
 }
 
 #[test]
-fn constant_calibration_scores_give_a_step_not_nan() {
+fn a_constant_calibration_range_is_refused_when_patching() {
+    // a module whose score was constant on its class's validation images (max = min): before,
+    // the range mapped every score ≥ max to 1, so the patched model predicted the target
+    // class for (nearly) every image
     let cal = Calibration::fit_minmax(&[2.5, 2.5, 2.5]).unwrap();
-    for (score, expected) in [
-        (2.5, 1.0),
-        (3.0, 1.0),
-        (2.0, 0.0),
-        (f32::MAX, 1.0),
-        (f32::MIN, 0.0),
-    ] {
-        let v = cal.apply(score, false);
-        assert!(v.is_finite());
-        assert_eq!(v, expected, "score {score}");
-    }
+    let err = cal.validate().unwrap_err();
+    assert!(
+        matches!(err, ComposerError::DegenerateCalibration { lo, hi, .. } if lo == 2.5 && hi == 2.5),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max ≤ min"), "{err}");
+    let rule = PatchRule::last_column(3, cal, false);
+    let weak_logits = [3.0, 0.0, 0.0, 0.0, 3.0, 0.0];
+    let err = rule.predict(&weak_logits, 3, &[2.5, 2.5]).unwrap_err();
+    assert!(
+        matches!(err, ComposerError::DegenerateCalibration { .. }),
+        "{err}"
+    );
     let cal = Calibration::fit_percentile(&[4.0], 10.0, 90.0).unwrap();
-    assert_eq!(cal.apply(4.0, false), 1.0);
-    assert_eq!(cal.apply(3.9, false), 0.0);
+    assert!(PatchRule::last_column(3, cal, false)
+        .predict(&weak_logits, 3, &[4.0, 4.0])
+        .is_err());
+    // applied unchecked, a degenerate range still never gives NaN
+    assert!(cal.apply(4.0, false).is_finite());
+    assert!(Calibration::MinMax { min: 2.0, max: 1.0 }
+        .validate()
+        .is_err());
 }
 
 #[test]

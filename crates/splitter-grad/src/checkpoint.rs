@@ -104,7 +104,8 @@ pub(crate) fn save(
 }
 
 /// Restore `st` from the committed checkpoint, if there is one: returns the epochs it had
-/// done. A checkpoint of other settings (besides `mask_epochs`), another model or other data is
+/// done. A checkpoint of other settings (besides `mask_epochs` and `krr_patience`, which only
+/// say where the run stops), another model or other data is
 /// an error.
 pub(crate) fn load(
     ckpt: &Checkpointer,
@@ -125,6 +126,7 @@ pub(crate) fn load(
     // the number of epochs may change: a shorter run stops at its last epoch, a longer one goes on
     let same_but_epochs = GradSplitConfig {
         mask_epochs: cfg.mask_epochs,
+        krr_patience: cfg.krr_patience,
         ..meta.config.clone()
     };
     if same_but_epochs != *cfg {
@@ -133,7 +135,7 @@ pub(crate) fn load(
             what: "settings",
             differences: setting_differences(&meta.config, cfg)?
                 .into_iter()
-                .filter(|d| !d.starts_with("mask_epochs:"))
+                .filter(|d| !d.starts_with("mask_epochs:") && !d.starts_with("krr_patience:"))
                 .collect(),
         }
         .into());

@@ -67,6 +67,10 @@ pub struct GradSplitConfig {
     pub tolerance: f64,
     /// Master seed (head/mask init and data order derive from it).
     pub seed: u64,
+    /// Stop the search once the mean KRR has not fallen for this many consecutive mask
+    /// epochs ([`krr_stalled`]); 0 = never stop early (run all `mask_epochs`).
+    #[serde(default)]
+    pub krr_patience: usize,
 }
 
 impl Default for GradSplitConfig {
@@ -89,6 +93,7 @@ impl Default for GradSplitConfig {
             head_hidden: 10,
             tolerance: 0.01,
             seed: 0,
+            krr_patience: 0,
         }
     }
 }
@@ -188,29 +193,155 @@ pub struct SearchEpoch {
     pub mean_krr: f64,
     /// Wall time of the epoch, validation included.
     pub seconds: f64,
+    /// Composed balanced validation accuracy (mean per-class recall); absent in records
+    /// written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_balanced_accuracy: Option<f64>,
+    /// Classes whose module would be collapsed at this epoch (design §13): a physical conv
+    /// without a kept kernel in its binary masks, or F1 = 0 in the composed validation
+    /// predictions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collapsed_classes: Vec<usize>,
 }
 
-/// The final-epoch rule of design §5.7: among epochs with `model_accuracy − acc_e < tolerance`,
-/// the fewest mean kernels, ties → higher accuracy → earlier epoch; with no candidate, the most
-/// accurate epoch (earliest on ties). Returns an index into `log`, `None` for an empty log.
+impl SearchEpoch {
+    /// The epoch's composed validation score under `metric` (balanced accuracy falls back to
+    /// accuracy for a record without it).
+    pub fn score(&self, metric: SelectionMetric) -> f64 {
+        match metric {
+            SelectionMetric::Accuracy => self.val_accuracy,
+            SelectionMetric::BalancedAccuracy => {
+                self.val_balanced_accuracy.unwrap_or(self.val_accuracy)
+            }
+        }
+    }
+}
+
+/// The validation score the epoch choice compares (design §5.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectionMetric {
+    /// Fraction of validation images classified right.
+    #[default]
+    Accuracy,
+    /// Mean per-class recall: used when the validation part is class-imbalanced
+    /// ([`IMBALANCE_RATIO`]).
+    BalancedAccuracy,
+}
+
+/// A validation part whose largest class count exceeds this multiple of its smallest (a class
+/// without image counts 0) is *class-imbalanced*, and the epoch choice uses balanced accuracy
+/// (design §5.7).
+pub const IMBALANCE_RATIO: f64 = 1.5;
+
+impl SelectionMetric {
+    /// The metric for a validation part with these labels among `num_classes` classes:
+    /// balanced accuracy when its class counts are imbalanced ([`IMBALANCE_RATIO`]).
+    ///
+    /// ```
+    /// use splitter_grad::SelectionMetric;
+    /// assert_eq!(SelectionMetric::for_labels(&[0, 0, 0, 1, 1], 2), SelectionMetric::Accuracy);
+    /// assert_eq!(SelectionMetric::for_labels(&[0, 0, 0, 0, 1, 1], 2), SelectionMetric::BalancedAccuracy);
+    /// ```
+    pub fn for_labels(labels: &[u32], num_classes: usize) -> Self {
+        if cnn_models::metrics::class_count_ratio(labels, num_classes) > IMBALANCE_RATIO {
+            SelectionMetric::BalancedAccuracy
+        } else {
+            SelectionMetric::Accuracy
+        }
+    }
+}
+
+/// Whether the mean KRR has stalled: over the mask epochs of `log` (head and warm-up epochs do
+/// not change the masks), the last `patience` in a row did not bring the mean KRR below the
+/// lowest one before them by more than 1e-9. The lowest starts at the warm-up's KRR. Never
+/// with `patience` 0.
 ///
 /// ```
-/// use splitter_grad::{choose_epoch, SearchEpoch, Phase};
-/// let rec = |epoch, val_accuracy, mean_kernels| SearchEpoch {
-///     epoch, phase: Phase::Mask, train_loss: 0.0, val_accuracy, mean_kernels, mean_krr: 0.0, seconds: 0.0,
-/// };
-/// let log = [rec(1, 0.90, 100.0), rec(2, 0.895, 60.0), rec(3, 0.85, 10.0)];
-/// assert_eq!(choose_epoch(&log, 0.90, 0.01), Some(1));
-/// assert_eq!(choose_epoch(&log, 0.99, 0.01), Some(0));
+/// use splitter_grad::{krr_stalled, Phase, SearchEpoch};
+/// let rec = |phase, mean_krr| SearchEpoch { epoch: 0, phase, train_loss: 0.0, val_accuracy: 0.0,
+///     mean_kernels: 0.0, mean_krr, seconds: 0.0, val_balanced_accuracy: None,
+///     collapsed_classes: vec![] };
+/// let log = [rec(Phase::Warmup, 1.0), rec(Phase::Mask, 0.8), rec(Phase::Mask, 0.8),
+///     rec(Phase::Head, 0.8), rec(Phase::Mask, 0.8)];
+/// assert!(krr_stalled(&log, 2));
+/// assert!(!krr_stalled(&log, 3));
+/// assert!(!krr_stalled(&log[..3], 2));
 /// ```
-pub fn choose_epoch(log: &[SearchEpoch], model_accuracy: f64, tolerance: f64) -> Option<usize> {
-    let candidates: Vec<usize> = (0..log.len())
-        .filter(|&i| model_accuracy - log[i].val_accuracy < tolerance)
+pub fn krr_stalled(log: &[SearchEpoch], patience: usize) -> bool {
+    if patience == 0 {
+        return false;
+    }
+    let mut lowest = f64::INFINITY;
+    let mut stalled = 0;
+    for r in log {
+        match r.phase {
+            Phase::Warmup => lowest = lowest.min(r.mean_krr),
+            Phase::Head => {}
+            Phase::Mask => {
+                if r.mean_krr < lowest - 1e-9 {
+                    lowest = r.mean_krr;
+                    stalled = 0;
+                } else {
+                    stalled += 1;
+                }
+            }
+        }
+    }
+    stalled >= patience
+}
+
+/// The final-epoch rule of design §5.7, on the validation score `metric` of every epoch and
+/// of the model (`model_score`, measured with the same metric).
+///
+/// Candidates are the epochs with `model_score − score_e < tolerance`. Epochs with a collapsed
+/// module (`collapsed_classes` non-empty, design §13) are left out of the candidates when
+/// another candidate has none. Among the candidates the fewest mean kernels wins, ties →
+/// higher score → earlier epoch. With no candidate, the epoch with the fewest collapsed
+/// classes wins, then the highest score (earliest on ties). Returns an index into `log`,
+/// `None` for an empty log.
+///
+/// ```
+/// use splitter_grad::{choose_epoch, SearchEpoch, Phase, SelectionMetric};
+/// let rec = |epoch, val_accuracy, mean_kernels, collapsed_classes| SearchEpoch {
+///     epoch, phase: Phase::Mask, train_loss: 0.0, val_accuracy, mean_kernels, mean_krr: 0.0,
+///     seconds: 0.0, val_balanced_accuracy: None, collapsed_classes,
+/// };
+/// let acc = SelectionMetric::Accuracy;
+/// let log = [rec(1, 0.90, 100.0, vec![]), rec(2, 0.895, 60.0, vec![]), rec(3, 0.85, 10.0, vec![])];
+/// assert_eq!(choose_epoch(&log, 0.90, 0.01, acc), Some(1));
+/// assert_eq!(choose_epoch(&log, 0.99, 0.01, acc), Some(0));
+/// // epoch 2 has the fewest kernels but its class-4 module collapsed: epoch 1 is chosen
+/// let log = [rec(1, 0.90, 100.0, vec![]), rec(2, 0.895, 60.0, vec![4])];
+/// assert_eq!(choose_epoch(&log, 0.90, 0.01, acc), Some(0));
+/// ```
+pub fn choose_epoch(
+    log: &[SearchEpoch],
+    model_score: f64,
+    tolerance: f64,
+    metric: SelectionMetric,
+) -> Option<usize> {
+    let score = |i: usize| log[i].score(metric);
+    let within: Vec<usize> = (0..log.len())
+        .filter(|&i| model_score - score(i) < tolerance)
         .collect();
+    let clean: Vec<usize> = within
+        .iter()
+        .copied()
+        .filter(|&i| log[i].collapsed_classes.is_empty())
+        .collect();
+    let candidates = if clean.is_empty() { within } else { clean };
     if candidates.is_empty() {
         let mut best: Option<usize> = None;
         for i in 0..log.len() {
-            if best.is_none_or(|b| log[i].val_accuracy > log[b].val_accuracy) {
+            let better = best.is_none_or(|b| {
+                let (ci, cb) = (
+                    log[i].collapsed_classes.len(),
+                    log[b].collapsed_classes.len(),
+                );
+                ci < cb || (ci == cb && score(i) > score(b))
+            });
+            if better {
                 best = Some(i);
             }
         }
@@ -220,7 +351,7 @@ pub fn choose_epoch(log: &[SearchEpoch], model_accuracy: f64, tolerance: f64) ->
     for &i in &candidates[1..] {
         let (a, b) = (&log[i], &log[best]);
         if a.mean_kernels < b.mean_kernels
-            || (a.mean_kernels == b.mean_kernels && a.val_accuracy > b.val_accuracy)
+            || (a.mean_kernels == b.mean_kernels && score(i) > score(best))
         {
             best = i;
         }
@@ -241,8 +372,17 @@ mod tests {
             mean_kernels: k,
             mean_krr: 0.0,
             seconds: 0.0,
+            val_balanced_accuracy: None,
+            collapsed_classes: vec![],
         }
     }
+
+    fn collapsed(mut r: SearchEpoch, classes: &[usize]) -> SearchEpoch {
+        r.collapsed_classes = classes.to_vec();
+        r
+    }
+
+    const ACC: SelectionMetric = SelectionMetric::Accuracy;
 
     #[test]
     fn default_schedule_is_145_epochs() {
@@ -299,14 +439,95 @@ mod tests {
             rec(4, 0.85, 50.0),  // fewest kernels but not a candidate
             rec(5, 0.90, 200.0), // full tie with epoch 3 → earlier epoch kept
         ];
-        assert_eq!(choose_epoch(&log, 0.90, 0.01), Some(2));
+        assert_eq!(choose_epoch(&log, 0.90, 0.01, ACC), Some(2));
         // exactly 1 pp below is not a candidate (strict <)
         let log2 = vec![rec(1, 0.80, 10.0), rec(2, 0.95, 100.0)];
-        assert_eq!(choose_epoch(&log2, 0.96, 0.01), Some(1));
+        assert_eq!(choose_epoch(&log2, 0.96, 0.01, ACC), Some(1));
         // no candidate → most accurate, earliest on ties
         let log3 = vec![rec(1, 0.5, 10.0), rec(2, 0.7, 100.0), rec(3, 0.7, 5.0)];
-        assert_eq!(choose_epoch(&log3, 0.99, 0.01), Some(1));
-        assert_eq!(choose_epoch(&[], 0.9, 0.01), None);
+        assert_eq!(choose_epoch(&log3, 0.99, 0.01, ACC), Some(1));
+        assert_eq!(choose_epoch(&[], 0.9, 0.01, ACC), None);
+    }
+
+    #[test]
+    fn an_epoch_with_a_collapsed_module_is_not_chosen_when_a_clean_one_is_within_tolerance() {
+        // model 0.90: epochs 2 and 4 are the leanest candidates but have a collapsed module
+        let log = vec![
+            rec(1, 0.91, 300.0),
+            collapsed(rec(2, 0.90, 100.0), &[3]),
+            rec(3, 0.895, 200.0),
+            collapsed(rec(4, 0.90, 50.0), &[1, 3]),
+        ];
+        assert_eq!(choose_epoch(&log, 0.90, 0.01, ACC), Some(2));
+        // a collapsed epoch outside the tolerance changes nothing
+        let log = vec![rec(1, 0.90, 300.0), collapsed(rec(2, 0.5, 10.0), &[0])];
+        assert_eq!(choose_epoch(&log, 0.90, 0.01, ACC), Some(0));
+    }
+
+    #[test]
+    fn when_every_candidate_is_collapsed_the_rule_runs_on_all_of_them() {
+        let log = vec![
+            collapsed(rec(1, 0.90, 300.0), &[2]),
+            collapsed(rec(2, 0.90, 100.0), &[2, 3]),
+            rec(3, 0.70, 10.0), // clean but not a candidate
+        ];
+        assert_eq!(choose_epoch(&log, 0.90, 0.01, ACC), Some(1));
+        // no candidate at all: fewest collapsed classes first, then the most accurate
+        let log = vec![
+            collapsed(rec(1, 0.80, 300.0), &[2]),
+            rec(2, 0.60, 100.0),
+            rec(3, 0.65, 100.0),
+        ];
+        assert_eq!(choose_epoch(&log, 0.99, 0.01, ACC), Some(2));
+    }
+
+    #[test]
+    fn balanced_accuracy_chooses_when_asked() {
+        let with_balanced = |mut r: SearchEpoch, b: f64| {
+            r.val_balanced_accuracy = Some(b);
+            r
+        };
+        // accuracy says epoch 2 is within 1 pp of the model; balanced accuracy says it lost
+        // 20 pp (a minority class collapsed to the majority)
+        let log = vec![
+            with_balanced(rec(1, 0.90, 300.0), 0.80),
+            with_balanced(rec(2, 0.90, 100.0), 0.60),
+        ];
+        assert_eq!(choose_epoch(&log, 0.90, 0.01, ACC), Some(1));
+        let balanced = SelectionMetric::BalancedAccuracy;
+        assert_eq!(choose_epoch(&log, 0.80, 0.01, balanced), Some(0));
+        assert_eq!(
+            serde_json::to_value(balanced).unwrap(),
+            serde_json::json!("balanced-accuracy")
+        );
+    }
+
+    #[test]
+    fn krr_patience_counts_mask_epochs_without_a_new_low() {
+        let at = |phase, krr| SearchEpoch {
+            phase,
+            mean_krr: krr,
+            ..rec(0, 0.0, 0.0)
+        };
+        use Phase::{Head as H, Mask as M, Warmup as W};
+        let log = vec![
+            at(W, 1.0),
+            at(M, 0.9),
+            at(M, 0.9),
+            at(H, 0.9),
+            at(M, 0.85),
+            at(M, 0.85),
+            at(H, 0.85),
+            at(M, 0.85 + 1e-12),
+        ];
+        assert!(!krr_stalled(&log[..5], 1));
+        assert!(krr_stalled(&log[..6], 1));
+        assert!(!krr_stalled(&log[..6], 2));
+        assert!(krr_stalled(&log, 2));
+        assert!(!krr_stalled(&log, 3));
+        assert!(!krr_stalled(&log, 0));
+        // a warm-up only log has nothing to stall
+        assert!(!krr_stalled(&log[..1], 1));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use cnn_models::decomposition::{Decomposition, DecompositionRecord, ModuleSummar
 use cnn_models::{ModuleSource, TrainData};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{GradSplitConfig, SearchEpoch};
+use crate::config::{GradSplitConfig, SearchEpoch, SelectionMetric};
 use crate::error::Result;
 use crate::search::{grad_split, GradSplitEvent};
 use cnn_models::checkpoint::Checkpointing;
@@ -30,6 +30,20 @@ pub struct GradRecord {
     pub chosen_epoch: usize,
     /// Every epoch's metrics.
     pub log: Vec<SearchEpoch>,
+    /// The validation score the epoch choice compared: `accuracy`, or `balanced-accuracy`
+    /// when the validation part is class-imbalanced (design §5.7).
+    #[serde(default)]
+    pub selection_metric: SelectionMetric,
+    /// The model's balanced validation accuracy (mean per-class recall).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_val_balanced_accuracy: Option<f64>,
+    /// Epochs the search ran (its log's length).
+    #[serde(default)]
+    pub epochs_run: usize,
+    /// Whether it stopped before its last scheduled epoch because the mean KRR stalled
+    /// (`config.krr_patience`).
+    #[serde(default)]
+    pub stopped_early: bool,
 }
 
 /// Decomposes `parent` with GradSplitter: trains masks and heads on `data.train`, chooses the
@@ -99,6 +113,10 @@ pub fn decompose(
             config: config.clone(),
             train_images: data.train.len(),
             chosen_epoch: result.chosen_epoch,
+            selection_metric: result.selection_metric,
+            model_val_balanced_accuracy: Some(result.model_balanced_accuracy),
+            epochs_run: result.log.len(),
+            stopped_early: result.stopped_early,
             log: result.log,
         })
     };

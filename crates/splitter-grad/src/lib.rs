@@ -59,7 +59,10 @@ pub mod search;
 pub mod ste;
 
 pub use cnn_models::checkpoint::{Checkpointing, Resume};
-pub use config::{choose_epoch, GradSplitConfig, MaskInit, Phase, SearchEpoch};
+pub use config::{
+    choose_epoch, krr_stalled, GradSplitConfig, MaskInit, Phase, SearchEpoch, SelectionMetric,
+    IMBALANCE_RATIO,
+};
 pub use decompose::{decompose, GradRecord};
 pub use error::{GradSplitError, Result};
 pub use heads::{ce_on_scores, Heads, ModuleHead};

@@ -8,13 +8,15 @@ use candle_core::{DType, Device, Tensor, Var};
 use cnn_data::Batches;
 use cnn_models::checkpoint::{fingerprint, Checkpointing};
 use cnn_models::extract::KernelMask;
-use cnn_models::metrics::argmax_rows;
+use cnn_models::metrics::{argmax_rows, ConfusionMatrix};
 use cnn_models::{epoch_rng, seeded, ForwardOptions, Model, Stream, TrainData};
 use rand::Rng;
 
 use crate::adam::Adam;
 use crate::checkpoint::{self, GRADSPLIT_CHECKPOINT};
-use crate::config::{choose_epoch, GradSplitConfig, MaskInit, Phase, SearchEpoch};
+use crate::config::{
+    choose_epoch, krr_stalled, GradSplitConfig, MaskInit, Phase, SearchEpoch, SelectionMetric,
+};
 use crate::error::{GradSplitError, Result};
 use crate::heads::{ce_on_scores, Heads, HEAD_KEYS};
 use crate::ste::{binarize, binarize_detached};
@@ -79,6 +81,13 @@ pub struct GradSplitResult {
     pub total_kernels: usize,
     /// Epochs already done when this process resumed, if it did.
     pub resumed_after: Option<usize>,
+    /// The validation score the epoch choice compared ([`SelectionMetric::for_labels`]).
+    pub selection_metric: SelectionMetric,
+    /// The model's balanced validation accuracy (mean per-class recall).
+    pub model_balanced_accuracy: f64,
+    /// Whether the search stopped before its last scheduled epoch because the mean KRR
+    /// stalled (`krr_patience`).
+    pub stopped_early: bool,
 }
 
 impl GradSplitResult {
@@ -300,17 +309,47 @@ pub fn model_fingerprint(model: &Model) -> Result<String> {
     ))
 }
 
-/// Composed validation accuracy and mean kernel count with binary masks `bin` (one `[N, C]`
-/// tensor per site on the model's device).
+/// What the validation of one epoch measures (design §5.7).
+struct EpochValidation {
+    accuracy: f64,
+    balanced_accuracy: f64,
+    mean_kernels: f64,
+    /// Classes whose module is collapsed: an empty conv, or F1 = 0 (design §13).
+    collapsed_classes: Vec<usize>,
+}
+
+/// The classes whose binary masks `bin` (one `[N, C]` tensor per site) leave some physical
+/// conv without a kept kernel.
+fn empty_layer_classes(analysis: &cnn_models::Analysis, bin: &[Tensor]) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    let rows: Vec<Vec<Vec<f32>>> = bin
+        .iter()
+        .map(|t| Ok(t.to_device(&Device::Cpu)?.to_vec2::<f32>()?))
+        .collect::<Result<_>>()?;
+    let n = rows.first().map_or(0, Vec::len);
+    for c in 0..n {
+        let empty = analysis
+            .convs
+            .iter()
+            .any(|conv| rows[conv.site][c].iter().all(|&v| v <= 0.0));
+        if empty {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// Composed validation accuracy, balanced accuracy, mean kernel count and collapsed classes
+/// with binary masks `bin` (one `[N, C]` tensor per site on the model's device).
 fn evaluate(
     model: &Model,
     heads: &Heads,
     bin: &[Tensor],
     data: &TrainData<'_>,
     batch: usize,
-) -> Result<(f64, f64)> {
+) -> Result<EpochValidation> {
     let n = heads.modules();
-    let (mut correct, mut total) = (0usize, 0usize);
+    let mut predictions = Vec::with_capacity(data.val.len());
     for chunk in data.val.chunks(batch) {
         let (x, _) = cnn_data::to_tensor(data.set, chunk, &data.format, None, model.device())?;
         let xr = x.repeat((n, 1, 1, 1))?;
@@ -322,38 +361,49 @@ fn evaluate(
             },
         )?;
         let y = heads.forward(&logits.detach())?.to_device(&Device::Cpu)?;
-        let preds = argmax_rows(&y.flatten_all()?.to_vec1::<f32>()?, n);
-        correct += chunk
-            .iter()
-            .zip(&preds)
-            .filter(|(&i, &p)| data.set.labels[i] as u32 == p)
-            .count();
-        total += chunk.len();
+        predictions.extend(argmax_rows(&y.flatten_all()?.to_vec1::<f32>()?, n));
     }
-    Ok((
-        correct as f64 / total.max(1) as f64,
-        mean_kernels(model.analysis(), bin)?,
-    ))
+    let labels = val_labels(data);
+    let confusion = ConfusionMatrix::from_predictions(&labels, &predictions, n);
+    let mut collapsed_classes = empty_layer_classes(model.analysis(), bin)?;
+    collapsed_classes.extend(confusion.zero_f1_classes());
+    collapsed_classes.sort_unstable();
+    collapsed_classes.dedup();
+    Ok(EpochValidation {
+        accuracy: confusion.accuracy(),
+        balanced_accuracy: confusion.balanced_accuracy(),
+        mean_kernels: mean_kernels(model.analysis(), bin)?,
+        collapsed_classes,
+    })
+}
+
+fn val_labels(data: &TrainData<'_>) -> Vec<u32> {
+    data.val
+        .iter()
+        .map(|&i| data.set.labels[i] as u32)
+        .collect()
 }
 
 /// The model's own validation accuracy acc_M (evaluation mode, no masks).
 pub fn model_accuracy(model: &Model, data: &TrainData<'_>, batch: usize) -> Result<f64> {
+    Ok(model_scores(model, data, batch)?.0)
+}
+
+/// The model's own validation accuracy and balanced accuracy (evaluation mode, no masks).
+fn model_scores(model: &Model, data: &TrainData<'_>, batch: usize) -> Result<(f64, f64)> {
     let n = model.spec().num_classes;
     let logits = cnn_models::predict(model, data.set, &data.val, &data.format, batch)?;
     let preds = argmax_rows(&logits, n);
-    let correct = data
-        .val
-        .iter()
-        .zip(&preds)
-        .filter(|(&i, &p)| data.set.labels[i] as u32 == p)
-        .count();
-    Ok(correct as f64 / data.val.len().max(1) as f64)
+    let confusion = ConfusionMatrix::from_predictions(&val_labels(data), &preds, n);
+    Ok((confusion.accuracy(), confusion.balanced_accuracy()))
 }
 
 /// Run GradSplitter on `model` (it is not changed: a frozen copy is used).
 ///
 /// Trains on `data.train` (never augmented), validates on `data.val` after every epoch and
-/// returns the epoch chosen by [`choose_epoch`]. With [`Checkpointing::In`] the state is
+/// returns the epoch chosen by [`choose_epoch`] (on balanced accuracy when the validation part
+/// is class-imbalanced, [`SelectionMetric::for_labels`]). With `cfg.krr_patience` > 0 the
+/// search stops before a mask epoch once the mean KRR has stalled ([`krr_stalled`]). With [`Checkpointing::In`] the state is
 /// written after every epoch; with [`Resume::Continue`](cnn_models::Resume::Continue) a run
 /// continues from it and ends bit-for-bit where an uninterrupted run would (a checkpoint made
 /// with another config, model or data is an error, except for `mask_epochs`: fewer ends the
@@ -442,15 +492,33 @@ pub fn grad_split(
             );
         }
     }
-    let acc_m = model_accuracy(model, data, cfg.eval_batch)?;
-    tracing::info!(model_accuracy = acc_m, "GradSplitter starts");
+    let (acc_m, balanced_m) = model_scores(model, data, cfg.eval_batch)?;
+    let metric = SelectionMetric::for_labels(&val_labels(data), n);
+    tracing::info!(
+        model_accuracy = acc_m,
+        model_balanced_accuracy = balanced_m,
+        selection_metric = ?metric,
+        "GradSplitter starts"
+    );
     on_event(&GradSplitEvent::Started {
         epochs: schedule.len(),
         model_accuracy: acc_m,
         resumed_after,
     });
 
+    let mut stopped_early = false;
     for (epoch, &phase) in schedule.iter().enumerate().skip(start) {
+        // the stop rule reads the log only, so a resumed run stops where an uninterrupted one
+        // did; the head epochs of the pattern in progress still run
+        if phase == Phase::Mask && krr_stalled(&st.log, cfg.krr_patience) {
+            tracing::info!(
+                epochs_run = st.log.len(),
+                krr_patience = cfg.krr_patience,
+                "GradSplitter stops: the mean KRR stopped falling"
+            );
+            stopped_early = true;
+            break;
+        }
         let started = Instant::now();
         let (lr, lambda) = cfg.phase_params(phase);
         if st.adam.as_ref().map(|(p, _)| *p) != Some(phase) {
@@ -506,15 +574,18 @@ pub fn grad_split(
             .map(|m| binarize_detached(m.as_tensor())?.to_device(&device))
             .collect::<candle_core::Result<_>>()?;
         let heads = st.heads().snapshot(&device)?;
-        let (acc, mk) = evaluate(model, &heads, &bin, data, cfg.eval_batch)?;
+        let v = evaluate(model, &heads, &bin, data, cfg.eval_batch)?;
+        let acc = v.accuracy;
         let record = SearchEpoch {
             epoch: epoch + 1,
             phase,
             train_loss: loss_sum / seen.max(1) as f64,
             val_accuracy: acc,
-            mean_kernels: mk,
-            mean_krr: mk / k_tot as f64,
+            mean_kernels: v.mean_kernels,
+            mean_krr: v.mean_kernels / k_tot as f64,
             seconds: started.elapsed().as_secs_f64(),
+            val_balanced_accuracy: Some(v.balanced_accuracy),
+            collapsed_classes: v.collapsed_classes,
         };
         tracing::info!(
             epoch = record.epoch,
@@ -535,7 +606,11 @@ pub fn grad_split(
         }
         on_event(&GradSplitEvent::EpochEnd(record));
     }
-    let chosen = choose_epoch(&st.log, acc_m, cfg.tolerance)
+    let model_score = match metric {
+        SelectionMetric::Accuracy => acc_m,
+        SelectionMetric::BalancedAccuracy => balanced_m,
+    };
+    let chosen = choose_epoch(&st.log, model_score, cfg.tolerance, metric)
         .ok_or_else(|| GradSplitError::Invalid("the search ran no epoch".into()))?;
     let rec = &st.log[chosen];
     on_event(&GradSplitEvent::Chosen {
@@ -549,6 +624,13 @@ pub fn grad_split(
         mean_kernels = rec.mean_kernels,
         "GradSplitter chose its epoch"
     );
+    if !rec.collapsed_classes.is_empty() {
+        tracing::warn!(
+            "GradSplitter's chosen epoch {} has collapsed modules (classes {:?}): no epoch within the tolerance was free of them",
+            rec.epoch,
+            rec.collapsed_classes
+        );
+    }
     let (bin, heads) = &st.history[chosen];
     Ok(GradSplitResult {
         chosen_epoch: rec.epoch,
@@ -558,5 +640,8 @@ pub fn grad_split(
         model_accuracy: acc_m,
         total_kernels: k_tot,
         resumed_after,
+        selection_metric: metric,
+        model_balanced_accuracy: balanced_m,
+        stopped_early,
     })
 }

@@ -360,6 +360,8 @@ mod tests {
             mean_kernels: 0.0,
             mean_krr,
             seconds: 0.0,
+            val_balanced_accuracy: None,
+            collapsed_classes: vec![],
         };
         let grad = DecompositionRecord {
             method: "grad".into(),
@@ -370,6 +372,10 @@ mod tests {
                 train_images: 100,
                 chosen_epoch: 3,
                 log: vec![epoch(1, 0.8, 1.0), epoch(2, 0.82, 0.6)],
+                selection_metric: splitter_grad::SelectionMetric::Accuracy,
+                model_val_balanced_accuracy: None,
+                epochs_run: 2,
+                stopped_early: false,
             })
         };
         let ga = DecompositionRecord {

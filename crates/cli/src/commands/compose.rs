@@ -61,10 +61,18 @@ pub fn compose(g: &Global, a: ComposeArgs) -> Result<()> {
             "modules": n, "class_names": names_owned, "dataset": dspec.to_string(), "composed": ev,
             "model_accuracy": model_eval.as_ref().map(|e| e.accuracy), "params": params, "macs": macs,
             "model_params": parent_params, "model_macs": parent_macs,
+            "collapsed_modules": composer::collapsed_modules_json(&modules),
         }));
         return Ok(());
     }
     println!("composition of {n} modules on the test split of {dspec}");
+    for m in modules.iter().filter(|m| !m.meta.collapsed.is_empty()) {
+        println!(
+            "COLLAPSED module of class {}: {}",
+            m.meta.class_name,
+            cnn_models::decomposition::describe_collapse(&m.meta.collapsed)
+        );
+    }
     print_evaluation(&ev, &names_owned);
     if let Some(me) = model_eval {
         println!(

@@ -139,8 +139,9 @@ pub fn demo(g: &Global, a: DemoArgs) -> Result<()> {
     };
     let patch_config = PatchConfig {
         target: Some(weakest.to_string()),
-        calibrate: true,
+        calibration: composer::CalibrationKind::MinMax,
         clip: false,
+        force: false,
         batch_size: 256,
     };
     let (patch_report, patch_summary) = patch_model(g, &patch_inputs, &patch_config)?;

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use cnn_models::module::{load_module, module_dir};
-use composer::{is_patched, ComposerError, PatchConfig, PatchJob, PatchReport};
+use composer::{is_patched, CalibrationKind, ComposerError, PatchConfig, PatchJob, PatchReport};
 
 use crate::args::*;
 use crate::flag_hint::with_flag_hint;
@@ -19,10 +19,24 @@ pub fn patch(g: &Global, a: PatchArgs) -> Result<()> {
         dataset: a.dataset.as_deref(),
         out: a.out.as_deref(),
     };
+    let calibration = match a.calibration {
+        CalibrationChoice::Minmax => CalibrationKind::MinMax,
+        CalibrationChoice::None => CalibrationKind::Raw,
+        CalibrationChoice::Percentile => match a.percentiles[..] {
+            [lo, hi] if (0.0..=100.0).contains(&lo) && (0.0..=100.0).contains(&hi) && lo < hi => {
+                CalibrationKind::Percentile { lo, hi }
+            }
+            _ => bail!(
+                "--percentiles must be LO,HI with 0 ≤ LO < HI ≤ 100, got {:?}",
+                a.percentiles
+            ),
+        },
+    };
     let cfg = PatchConfig {
         target: a.target.clone(),
-        calibrate: a.calibration == CalibrationChoice::Minmax,
+        calibration,
         clip: a.clip,
+        force: a.force,
         batch_size: a.batch_size,
     };
     let (report, summary) = patch_model(g, &inputs, &cfg)?;
@@ -40,10 +54,24 @@ pub fn patch(g: &Global, a: PatchArgs) -> Result<()> {
         summary["module_macs"],
         pct(summary["mac_overhead"].as_f64().unwrap_or(0.0))
     );
+    println!("calibration: {calibration}");
+    if summary["forced"].as_bool() == Some(true) {
+        println!(
+            "COLLAPSED module patched because of --force: {}",
+            collapse_line(&summary["module_collapsed"])
+        );
+    }
     if let Some(out) = &a.out {
         println!("wrote the patched model to {}", out.display());
     }
     Ok(())
+}
+
+/// The `reason`s of a JSON list of collapse reasons, `; `-separated.
+fn collapse_line(reasons: &serde_json::Value) -> String {
+    serde_json::from_value::<Vec<cnn_models::module::Collapse>>(reasons.clone())
+        .map(|r| cnn_models::decomposition::describe_collapse(&r))
+        .unwrap_or_default()
 }
 
 /// The files a patch reads and writes.

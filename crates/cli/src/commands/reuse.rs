@@ -41,8 +41,10 @@ pub fn select(g: &Global, a: &ReuseSelectArgs) -> Result<serde_json::Value> {
         .unwrap_or_else(|| models[0].meta.dataset.clone());
     let task = load_task_data(std::slice::from_ref(&dataset))?;
     let mut selector = Selector::new(models, task).map_err(with_flag_hint)?;
+    let mut collapsed = Vec::new();
     for dir in &a.modules {
         let loaded = load_modules(std::slice::from_ref(dir), None, g)?;
+        note_collapsed(&mut collapsed, dir, &loaded);
         selector.add_modules(dir, loaded).map_err(with_flag_hint)?;
     }
     let cfg = SelectConfig {
@@ -54,11 +56,13 @@ pub fn select(g: &Global, a: &ReuseSelectArgs) -> Result<serde_json::Value> {
         reused.save(out).map_err(with_flag_hint)?;
     }
     let r = &reused.report;
-    let record = serde_json::to_value(r)?;
+    let mut record = serde_json::to_value(r)?;
+    record["collapsed_modules"] = serde_json::Value::Array(collapsed.clone());
     if g.json {
         print_json(&record);
         return Ok(record);
     }
+    print_collapsed(&collapsed);
     let n = r.class_names.len();
     println!(
         "best module per class among {} models on {} ({} selection images, {} test images)",
@@ -109,9 +113,11 @@ pub fn new_task(g: &Global, a: &ReuseNewTaskArgs) -> Result<serde_json::Value> {
     check_selection_fraction(a.selection_fraction).map_err(with_flag_hint)?;
     let dev = device(g.device)?;
     let mut offered: Vec<OfferedModule> = Vec::new();
+    let mut collapsed = Vec::new();
     for s in &a.modules {
         let (class, dir) = parse_module_arg(s)?;
         let mut loaded = load_modules(std::slice::from_ref(&dir), None, g)?;
+        note_collapsed(&mut collapsed, &dir, &loaded);
         if loaded.len() != 1 {
             bail!(
                 "--module {s}: {} holds {} modules; name one module directory per class",
@@ -161,11 +167,13 @@ pub fn new_task(g: &Global, a: &ReuseNewTaskArgs) -> Result<serde_json::Value> {
         reused.save(out).map_err(with_flag_hint)?;
     }
     let r = &reused.report;
-    let record = serde_json::to_value(r)?;
+    let mut record = serde_json::to_value(r)?;
+    record["collapsed_modules"] = serde_json::Value::Array(collapsed.clone());
     if g.json {
         print_json(&record);
         return Ok(record);
     }
+    print_collapsed(&collapsed);
     println!(
         "new task of {} classes from {} ({} selection images, {} test images)",
         r.class_names.len(),
@@ -205,4 +213,33 @@ pub fn new_task(g: &Global, a: &ReuseNewTaskArgs) -> Result<serde_json::Value> {
         println!("wrote the composed model to {}", out.display());
     }
     Ok(record)
+}
+
+/// Adds the collapsed modules among `loaded` (found under `dir`) to `out`, as the records'
+/// `collapsed_modules` list them: `{"dir", "class", "name", "collapsed"}` (design §13).
+fn note_collapsed(
+    out: &mut Vec<serde_json::Value>,
+    dir: &std::path::Path,
+    loaded: &[cnn_models::Module],
+) {
+    if let serde_json::Value::Array(entries) = composer::collapsed_modules_json(loaded) {
+        for mut e in entries {
+            e["dir"] = serde_json::json!(dir);
+            out.push(e);
+        }
+    }
+}
+
+/// One `COLLAPSED` line per collapsed module of a reuse run.
+fn print_collapsed(collapsed: &[serde_json::Value]) {
+    for e in collapsed {
+        let reasons: Vec<cnn_models::module::Collapse> =
+            serde_json::from_value(e["collapsed"].clone()).unwrap_or_default();
+        println!(
+            "COLLAPSED module of class {} under {}: {}",
+            e["name"].as_str().unwrap_or(""),
+            e["dir"].as_str().unwrap_or(""),
+            cnn_models::decomposition::describe_collapse(&reasons)
+        );
+    }
 }

@@ -31,6 +31,7 @@ pub fn grad_config(a: &DecomposeArgs) -> GradSplitConfig {
         },
         tolerance: a.tolerance.unwrap_or(d.tolerance),
         seed: a.seed.unwrap_or(d.seed),
+        krr_patience: a.krr_patience.unwrap_or(d.krr_patience),
         ..d
     }
 }

@@ -6,7 +6,7 @@ pub mod grad;
 pub mod target;
 
 use anyhow::{bail, Result};
-use cnn_models::decomposition::ModuleSummary;
+use cnn_models::decomposition::{describe_collapse, ModuleSummary};
 
 use crate::args::*;
 use crate::output::{pct, print_json};
@@ -24,7 +24,20 @@ pub fn decompose(g: &Global, a: DecomposeArgs) -> Result<()> {
     let (record, modules, chosen) = match a.method {
         Method::Grad => {
             let d = decompose_grad(g, &target, &grad_config(&a))?;
-            let chosen = format!("chosen epoch {}", d.record.method_fields.chosen_epoch);
+            let f = &d.record.method_fields;
+            let metric = match f.selection_metric {
+                splitter_grad::SelectionMetric::Accuracy => "accuracy",
+                splitter_grad::SelectionMetric::BalancedAccuracy => "balanced accuracy",
+            };
+            let stopped = if f.stopped_early {
+                format!(
+                    ", stopped after {} epochs: the mean KRR stopped falling",
+                    f.epochs_run
+                )
+            } else {
+                String::new()
+            };
+            let chosen = format!("chosen epoch {} by {metric}{stopped}", f.chosen_epoch);
             (d.record.to_json_value()?, d.record.modules, chosen)
         }
         Method::Ga => {
@@ -46,6 +59,13 @@ pub fn decompose(g: &Global, a: DecomposeArgs) -> Result<()> {
         modules.len(),
         a.out.display(),
     );
+    let collapsed = modules.iter().filter(|m| !m.collapsed.is_empty()).count();
+    if collapsed > 0 {
+        println!(
+            "{collapsed} of {} modules are COLLAPSED (design §13): `patch` refuses them without --force",
+            modules.len()
+        );
+    }
     Ok(())
 }
 
@@ -57,8 +77,13 @@ fn print_module_table(modules: &[ModuleSummary]) {
     );
     // kernels and params stand unpadded, as they always have
     for m in modules {
+        let flag = if m.collapsed.is_empty() {
+            String::new()
+        } else {
+            format!("  COLLAPSED: {}", describe_collapse(&m.collapsed))
+        };
         println!(
-            "{:<14} {} {:>8} {} {:>10}",
+            "{:<14} {} {:>8} {} {:>10}{flag}",
             m.name,
             m.kernels,
             pct(m.krr),
