@@ -120,9 +120,16 @@ pub struct TrainArgs {
     /// Dataset NAME[=DIR] (default: the bundled Fashion-MNIST subset).
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
-    /// Epochs.
+    /// Epochs (the cap when --patience is given).
     #[arg(long, default_value_t = 200)]
     pub epochs: usize,
+    /// Stop early once the validation accuracy has not risen above its best for N consecutive
+    /// epochs (0: train every epoch); the best epoch is kept either way.
+    #[arg(long, default_value_t = 0)]
+    pub patience: usize,
+    /// With --patience, train at least this many epochs before stopping early.
+    #[arg(long, default_value_t = 0)]
+    pub min_epochs: usize,
     /// Mini-batch size.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
@@ -542,10 +549,18 @@ pub struct ReuseNewTaskArgs {
     /// Save the composed model in this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Train the first module's architecture from scratch on the task for this many epochs
-    /// and compare (0: no baseline).
+    /// Train the first module's architecture from scratch on the task and compare, for at most
+    /// this many epochs (0: no baseline). Its training and validation parts are an 80/20 split
+    /// of each class's training images.
     #[arg(long, default_value_t = 0)]
     pub scratch_epochs: usize,
+    /// The from-scratch training stops once its validation accuracy has not risen for this
+    /// many consecutive epochs (the spec's 5; 0: train all --scratch-epochs).
+    #[arg(long, default_value_t = 5)]
+    pub scratch_patience: usize,
+    /// The from-scratch training runs at least this many epochs before stopping early.
+    #[arg(long, default_value_t = 1)]
+    pub scratch_min_epochs: usize,
     /// Batch size of the from-scratch training.
     #[arg(long, default_value_t = 64)]
     pub scratch_batch_size: usize,

@@ -453,3 +453,45 @@ fn datasets_named_alone_load_from_the_data_root() {
     );
     assert!(err.contains(&want), "expected `{want}` in: {err}");
 }
+
+#[test]
+fn train_stops_early_by_patience_and_records_it_in_model_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    // learning rate 0 on a network without BatchNorm: the validation accuracy never changes,
+    // so it stops rising after epoch 1; --min-epochs 3 holds the stop back to epoch 3 of 6
+    let rec = ok_json(&[
+        "train",
+        "--arch",
+        "simcnn-weak",
+        "--width",
+        "0.25",
+        "--lr",
+        "0",
+        "--epochs",
+        "6",
+        "--patience",
+        "1",
+        "--min-epochs",
+        "3",
+        "--limit",
+        "64",
+        "--batch-size",
+        "32",
+        "--out",
+        p(&model),
+        "-q",
+        "--json",
+    ]);
+    assert_eq!(rec["epochs"].as_array().unwrap().len(), 3);
+    assert_eq!(rec["epochs_run"], 3);
+    assert_eq!(rec["stopped_early"], true);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    let training = &meta["training"];
+    assert_eq!(training["epochs_run"], 3);
+    assert_eq!(training["stopped_early"], true);
+    assert_eq!(training["config"]["patience"], 1);
+    assert_eq!(training["config"]["min_epochs"], 3);
+    assert_eq!(training["records"].as_array().unwrap().len(), 3);
+}

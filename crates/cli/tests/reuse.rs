@@ -167,6 +167,8 @@ fn select_and_new_task_write_composed_models_that_eval_predict_and_inspect_run()
         "fashion-mnist",
         "--scratch-epochs",
         "1",
+        "--scratch-patience",
+        "2",
         "--out",
         p(&task),
         "-q",
@@ -193,6 +195,30 @@ fn select_and_new_task_write_composed_models_that_eval_predict_and_inspect_run()
     assert!(
         (0.0..=1.0).contains(&composed) && scratch > 0.0,
         "{composed} {scratch}"
+    );
+    // the baseline trains and validates on both classes (80/20 of each), and says how it ran
+    let s = &rec["scratch"];
+    for part in [
+        "train_class_counts",
+        "val_class_counts",
+        "test_class_counts",
+    ] {
+        let counts = s[part].as_array().unwrap();
+        assert!(
+            counts.len() == 2 && counts.iter().all(|c| c.as_u64().unwrap() > 0),
+            "{part}: {counts:?}"
+        );
+    }
+    assert_eq!(
+        (s["epochs_run"].as_u64(), s["stopped_early"].as_bool()),
+        (Some(1), Some(false))
+    );
+    assert_eq!(s["config"]["patience"], 2);
+    let majority = s["majority_share"].as_f64().unwrap();
+    assert!((0.5..1.0).contains(&majority), "{majority}");
+    assert_eq!(
+        s["near_majority"].as_bool(),
+        Some(scratch < majority + 0.05)
     );
     // only bag and trouser images of the test part: eval agrees on count and accuracy
     let ev = ok_json(&["eval", "--model", p(&task), "-q", "--json"]);

@@ -1,5 +1,6 @@
 //! Training (design §4): SGD with momentum and weight decay as PyTorch does it, step learning-rate
-//! schedule, best epoch by validation accuracy, per-epoch checkpoints and exact resume.
+//! schedule, best epoch by validation accuracy, optional early stopping by patience, per-epoch
+//! checkpoints and exact resume.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -40,6 +41,13 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Batch size for validation passes.
     pub eval_batch: usize,
+    /// Early stopping: stop once the validation accuracy has not risen above its best for this
+    /// many consecutive epochs; `epochs` is then the cap. 0 (the default) trains every epoch.
+    #[serde(default)]
+    pub patience: usize,
+    /// With `patience` > 0, the fewest epochs a run trains before it may stop early.
+    #[serde(default)]
+    pub min_epochs: usize,
 }
 
 impl Default for TrainConfig {
@@ -55,6 +63,8 @@ impl Default for TrainConfig {
             augment: None,
             seed: 0,
             eval_batch: 256,
+            patience: 0,
+            min_epochs: 0,
         }
     }
 }
@@ -65,6 +75,44 @@ impl TrainConfig {
         let steps = self.lr_milestones.iter().filter(|&&m| e >= m).count() as i32;
         self.lr * self.lr_gamma.powi(steps)
     }
+
+    /// Whether a run whose finished epochs are `records` stops here by the patience rule:
+    /// `patience` > 0, at least `min_epochs` epochs done, and the last `patience` epochs did
+    /// not raise the validation accuracy above the best before them (a tie is no rise).
+    /// Decided from the records alone, so a resumed run stops where an uninterrupted one does.
+    ///
+    /// ```
+    /// use cnn_models::train::EpochRecord;
+    /// let cfg = cnn_models::TrainConfig { patience: 2, min_epochs: 3, ..Default::default() };
+    /// let run = |accs: &[f64]| -> Vec<EpochRecord> {
+    ///     accs.iter().enumerate().map(|(e, &a)| EpochRecord {
+    ///         epoch: e + 1, train_loss: 0.0, train_accuracy: 0.0, val_accuracy: a,
+    ///         lr: 0.01, seconds: 0.0,
+    ///     }).collect()
+    /// };
+    /// assert!(!cfg.stops_early_after(&run(&[0.5, 0.5])));          // fewer than min_epochs
+    /// assert!(cfg.stops_early_after(&run(&[0.6, 0.5, 0.6])));      // 2 epochs without a rise
+    /// assert!(!cfg.stops_early_after(&run(&[0.5, 0.5, 0.7])));     // the last epoch rose
+    /// ```
+    pub fn stops_early_after(&self, records: &[EpochRecord]) -> bool {
+        self.patience > 0
+            && records.len() >= self.min_epochs
+            && epochs_without_improvement(records) >= self.patience
+    }
+}
+
+/// Epochs since the validation accuracy last rose strictly above every earlier epoch's (0 when
+/// the last epoch did, or when there are no epochs). The first epoch always counts as a rise.
+pub fn epochs_without_improvement(records: &[EpochRecord]) -> usize {
+    let mut best = f64::NEG_INFINITY;
+    let mut last_rise = 0;
+    for (i, r) in records.iter().enumerate() {
+        if r.val_accuracy > best {
+            best = r.val_accuracy;
+            last_rise = i + 1;
+        }
+    }
+    records.len() - last_rise
 }
 
 /// The data a run trains and validates on.
@@ -126,6 +174,13 @@ pub struct TrainReport {
     pub best_val_accuracy: f64,
     /// Epochs already done when this process resumed, if it did.
     pub resumed_after: Option<usize>,
+    /// Epochs trained (`records.len()`), before a resume included.
+    #[serde(default)]
+    pub epochs_run: usize,
+    /// Whether the patience rule ([`TrainConfig::stops_early_after`]) ended the run before
+    /// its epoch cap.
+    #[serde(default)]
+    pub stopped_early: bool,
 }
 
 /// Progress of a training run, for progress bars and logs.
@@ -261,7 +316,20 @@ pub fn train(
             );
         }
     }
+    let mut stopped_early = false;
     for epoch in start_epoch..cfg.epochs {
+        // checked before each epoch (not after), so a run resumed from a checkpoint of a run
+        // that had already stopped stops again at once
+        if cfg.stops_early_after(&state.records) {
+            stopped_early = true;
+            tracing::info!(
+                epochs_run = epoch,
+                best_epoch = state.best_epoch,
+                patience = cfg.patience,
+                "validation accuracy stopped improving: training stops early"
+            );
+            break;
+        }
         let started = Instant::now();
         let lr = cfg.lr_at(epoch);
         let batches = Batches::new(
@@ -360,10 +428,12 @@ pub fn train(
     }
     model.freeze()?;
     Ok(TrainReport {
+        epochs_run: state.records.len(),
         records: state.records,
         best_epoch: state.best_epoch,
         best_val_accuracy: state.best_val,
         resumed_after,
+        stopped_early,
     })
 }
 

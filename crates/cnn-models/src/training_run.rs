@@ -136,6 +136,8 @@ pub fn train_and_save(
         "split": run.split,
         "records": report.records,
         "best_epoch": report.best_epoch,
+        "epochs_run": report.epochs_run,
+        "stopped_early": report.stopped_early,
         "seconds": train_seconds,
         "ops": model.ops(),
     }));

@@ -670,3 +670,165 @@ fn checkpoint_format_1_resumes_and_other_versions_are_refused_with_both_versions
     let err = resume(&v2[..v2.len() / 2]);
     assert!(err.contains("checkpoint.json: not valid JSON"), "{err}");
 }
+
+/// [`tiny_spec`] without BatchNorm: with learning rate 0 its weights never change, so every
+/// epoch's validation accuracy is the same (a plateau from the first epoch on).
+fn tiny_spec_without_bn() -> cnn_models::ModelSpec {
+    let mut spec = presets::simcnn(0.0625, 1, 4, false);
+    spec.input.height = 16;
+    spec.input.width = 16;
+    let last_pool = spec
+        .layers
+        .iter()
+        .rposition(|l| matches!(l, cnn_models::LayerSpec::MaxPool { .. }))
+        .unwrap();
+    spec.layers.remove(last_pool);
+    spec
+}
+
+fn plateau_run(
+    patience: usize,
+    min_epochs: usize,
+    checkpointing: Checkpointing<'_>,
+    epochs: usize,
+) -> cnn_models::TrainReport {
+    let set = quadrant_set(6);
+    let (train, val) = DataSplit::Holdout {
+        val_fraction: 0.25,
+        limit: None,
+    }
+    .indices(&set, 1)
+    .unwrap();
+    let data = TrainData {
+        set: &set,
+        train,
+        val,
+        format: format16(),
+    };
+    let mut c = cfg(epochs);
+    c.lr = 0.0;
+    c.patience = patience;
+    c.min_epochs = min_epochs;
+    let mut model = Model::init(tiny_spec_without_bn(), 4, &Device::Cpu).unwrap();
+    cnn_models::train(&mut model, &data, &c, checkpointing, &mut |_| {}).unwrap()
+}
+
+#[test]
+fn patience_stops_a_plateaued_run() {
+    let report = plateau_run(2, 0, Checkpointing::Off, 10);
+    let accs: Vec<f64> = report.records.iter().map(|r| r.val_accuracy).collect();
+    assert!(
+        accs.windows(2).all(|w| w[0] == w[1]),
+        "not a plateau: {accs:?}"
+    );
+    // epoch 1 sets the best; epochs 2 and 3 do not rise above it: stop after epoch 3 of 10
+    assert_eq!(report.records.len(), 3);
+    assert_eq!(report.epochs_run, 3);
+    assert!(report.stopped_early);
+    // ties keep the later epoch, as without early stopping
+    assert_eq!(report.best_epoch, 3);
+}
+
+#[test]
+fn patience_never_stops_before_min_epochs() {
+    let report = plateau_run(2, 6, Checkpointing::Off, 10);
+    assert_eq!(report.epochs_run, 6);
+    assert!(report.stopped_early);
+    // a minimum at or above the cap: every epoch, and no early stop
+    let report = plateau_run(1, 8, Checkpointing::Off, 4);
+    assert_eq!((report.epochs_run, report.stopped_early), (4, false));
+}
+
+#[test]
+fn patience_zero_trains_every_epoch() {
+    let report = plateau_run(0, 0, Checkpointing::Off, 7);
+    assert_eq!(report.records.len(), 7);
+    assert_eq!(report.epochs_run, 7);
+    assert!(!report.stopped_early);
+}
+
+#[test]
+fn the_stop_rule_counts_epochs_since_the_last_strict_rise() {
+    use cnn_models::train::{epochs_without_improvement, EpochRecord};
+    let records = |accs: &[f64]| -> Vec<EpochRecord> {
+        accs.iter()
+            .enumerate()
+            .map(|(e, &a)| EpochRecord {
+                epoch: e + 1,
+                train_loss: 0.0,
+                train_accuracy: 0.0,
+                val_accuracy: a,
+                lr: 0.01,
+                seconds: 0.0,
+            })
+            .collect()
+    };
+    assert_eq!(epochs_without_improvement(&records(&[])), 0);
+    assert_eq!(epochs_without_improvement(&records(&[0.3])), 0);
+    assert_eq!(epochs_without_improvement(&records(&[0.3, 0.5, 0.4])), 1);
+    // a tie is not a rise
+    assert_eq!(epochs_without_improvement(&records(&[0.5, 0.5, 0.5])), 2);
+    assert_eq!(
+        epochs_without_improvement(&records(&[0.5, 0.4, 0.45, 0.6])),
+        0
+    );
+    let c = TrainConfig {
+        patience: 3,
+        min_epochs: 0,
+        ..TrainConfig::default()
+    };
+    assert!(!c.stops_early_after(&records(&[0.5, 0.4, 0.45])));
+    assert!(c.stops_early_after(&records(&[0.5, 0.4, 0.45, 0.5])));
+    let off = TrainConfig::default();
+    assert!(!off.stops_early_after(&records(&[0.5, 0.1, 0.1, 0.1, 0.1, 0.1])));
+}
+
+#[test]
+fn a_resumed_run_stops_early_at_the_same_epoch_as_an_uninterrupted_one() {
+    let full = plateau_run(2, 0, Checkpointing::Off, 10);
+    assert_eq!(full.epochs_run, 3);
+    // interrupted after epoch 2 (a 2-epoch run's checkpoint, patched to the full config as a
+    // run killed during epoch 3 would have left it), then resumed
+    let dir = tempfile::tempdir().unwrap();
+    plateau_run(
+        2,
+        0,
+        Checkpointing::In {
+            dir: dir.path(),
+            resume: Resume::Fresh,
+        },
+        2,
+    );
+    let meta_path = dir.path().join("checkpoint.json");
+    let text =
+        std::fs::read_to_string(&meta_path)
+            .unwrap()
+            .replacen("\"epochs\": 2", "\"epochs\": 10", 1);
+    std::fs::write(&meta_path, text).unwrap();
+    let resume = || {
+        plateau_run(
+            2,
+            0,
+            Checkpointing::In {
+                dir: dir.path(),
+                resume: Resume::Continue,
+            },
+            10,
+        )
+    };
+    let resumed = resume();
+    assert_eq!(resumed.resumed_after, Some(2));
+    let losses = |r: &cnn_models::TrainReport| -> Vec<(f64, f64)> {
+        r.records
+            .iter()
+            .map(|e| (e.train_loss, e.val_accuracy))
+            .collect()
+    };
+    assert_eq!(losses(&resumed), losses(&full));
+    assert_eq!((resumed.epochs_run, resumed.stopped_early), (3, true));
+    assert_eq!(resumed.best_epoch, full.best_epoch);
+    // resuming a run that had already stopped early trains nothing more
+    let again = resume();
+    assert_eq!(again.resumed_after, Some(3));
+    assert_eq!((again.epochs_run, again.stopped_early), (3, true));
+}

@@ -1,11 +1,14 @@
 //! Reuse tasks and artefacts through the library alone (design §8): datasets, class sources,
-//! the per-class selection/test cut, and errors that say what is wrong without naming flags.
+//! the per-class selection/test cut, the from-scratch baseline's per-class split, and errors
+//! that say what is wrong without naming flags.
 
 use candle_core::Device;
 use cnn_data::{DatasetKind, DatasetSpec, InputFormat};
-use cnn_models::{presets, Model, ModelMeta};
+use cnn_models::module::build_module;
+use cnn_models::{presets, Model, ModelMeta, ModuleSource};
 use composer::reuse::{
-    check_selection_fraction, CandidateModel, ClassSource, Selector, SourceSubject, TaskDatasets,
+    check_selection_fraction, scratch_split, train_scratch, CandidateModel, ClassSource,
+    ScratchConfig, Selector, SourceSubject, TaskDatasets, TaskSets,
 };
 use composer::{Artifact, ArtifactKind, ComposerError};
 
@@ -164,4 +167,124 @@ fn artifact_open_loads_a_model_and_explains_an_empty_directory() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("not a model directory"), "{e}");
+}
+
+/// A two-class task as `task_sets` builds one from two datasets: every image of class 0 (from
+/// the first dataset) comes before every image of class 1 (from the second). Class 0 images
+/// are bright on the left half, class 1 on the right, with a little noise (16×16 grey).
+fn two_source_set(name: &str, n_first: usize, n_second: usize) -> cnn_data::ImageSet {
+    let (h, w) = (16, 16);
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..n_first + n_second {
+        let c = usize::from(i >= n_first);
+        for y in 0..h {
+            for x in 0..w {
+                let noise = ((i * 37 + y * 11 + x * 5) % 50) as u8;
+                let bright = (x < w / 2) == (c == 0);
+                images.push(if bright { 180 + noise } else { noise });
+            }
+        }
+        labels.push(c as u16);
+    }
+    cnn_data::ImageSet::new(
+        name,
+        cnn_data::ImageShape {
+            channels: 1,
+            height: h,
+            width: w,
+        },
+        images,
+        labels,
+        vec!["left".into(), "right".into()],
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_scratch_split_puts_every_class_in_both_parts_80_20() {
+    // 80 images of class 0 then 20 of class 1: the first 80 % by index would be all class 0
+    // and the validation part all class 1
+    let set = two_source_set("task", 80, 20);
+    let (train, val) = scratch_split(&set, 3);
+    let count = |idx: &[usize], c: u16| idx.iter().filter(|&&i| set.labels[i] == c).count();
+    assert_eq!((count(&train, 0), count(&val, 0)), (64, 16));
+    assert_eq!((count(&train, 1), count(&val, 1)), (16, 4));
+    // disjoint, covering the set
+    let mut all: Vec<usize> = train.iter().chain(&val).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..100).collect::<Vec<_>>());
+    // deterministic per seed, and the seed matters
+    assert_eq!(scratch_split(&set, 3), (train.clone(), val.clone()));
+    assert_ne!(scratch_split(&set, 4).1, val);
+}
+
+#[test]
+fn the_scratch_baseline_of_a_two_source_task_learns_both_classes() {
+    let format = InputFormat {
+        channels: 1,
+        size: 16,
+        norm: cnn_data::Normalization {
+            mean: vec![0.3],
+            std: vec![0.35],
+        },
+    };
+    let mut spec = presets::simcnn(0.0625, 1, 4, true);
+    spec.input.height = 16;
+    spec.input.width = 16;
+    let last_pool = spec
+        .layers
+        .iter()
+        .rposition(|l| matches!(l, cnn_models::LayerSpec::MaxPool { .. }))
+        .unwrap();
+    spec.layers.remove(last_pool);
+    let parent = Model::init(spec, 1, &Device::Cpu).unwrap();
+    let masks: Vec<Vec<bool>> = parent
+        .analysis()
+        .sites
+        .iter()
+        .map(|s| vec![true; s.channels])
+        .collect();
+    let module = build_module(
+        &parent,
+        "parent",
+        &masks,
+        ModuleSource::Logit,
+        0,
+        "q0",
+        format,
+        None,
+    )
+    .unwrap();
+    let sets = TaskSets {
+        train: two_source_set("train", 80, 20),
+        selection: two_source_set("selection", 4, 4),
+        test: two_source_set("test", 30, 10),
+    };
+    let cfg = ScratchConfig {
+        epochs: 20,
+        batch_size: 16,
+        lr: 0.02,
+        seed: 5,
+        ..ScratchConfig::default()
+    };
+    let report = train_scratch(&module, &sets, &cfg, &mut |_| {}).unwrap();
+    // a constant prediction of the first source's class scores 30/40 = 75 %
+    assert!((report.majority_share - 0.75).abs() < 1e-12);
+    assert!(
+        report.test_accuracy >= 0.9,
+        "from-scratch test accuracy {} (majority share 0.75)",
+        report.test_accuracy
+    );
+    assert!(!report.near_majority);
+    assert_eq!(report.train_class_counts, vec![64, 16]);
+    assert_eq!(report.val_class_counts, vec![16, 4]);
+    assert_eq!(report.test_class_counts, vec![30, 10]);
+    assert_eq!((report.train_images, report.val_images), (80, 20));
+    // this task is learnt (100 % validation accuracy) within a few epochs, after which the
+    // validation accuracy can no longer rise: the patience rule ends the run before the cap
+    assert!(report.stopped_early, "ran all {} epochs", report.epochs_run);
+    assert!(report.epochs_run < 20 && report.epochs_run >= 6);
+    assert!(report.best_epoch <= report.epochs_run);
+    assert_eq!(report.config.patience, 5);
 }

@@ -54,6 +54,8 @@ pub fn demo(g: &Global, a: DemoArgs) -> Result<()> {
         augment: None,
         seed: a.seed,
         eval_batch: 256,
+        patience: 0,
+        min_epochs: 0,
     };
     let run = TrainRun {
         spec: resolve_spec("simcnn", a.width, &format, classes)?,

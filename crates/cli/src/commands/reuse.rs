@@ -138,6 +138,8 @@ pub fn new_task(g: &Global, a: &ReuseNewTaskArgs) -> Result<serde_json::Value> {
         batch_size: a.batch_size,
         scratch: ScratchConfig {
             epochs: a.scratch_epochs,
+            patience: a.scratch_patience,
+            min_epochs: a.scratch_min_epochs,
             batch_size: a.scratch_batch_size,
             lr: a.scratch_lr,
             seed: a.seed,
@@ -153,10 +155,15 @@ pub fn new_task(g: &Global, a: &ReuseNewTaskArgs) -> Result<serde_json::Value> {
                 train_images,
                 val_images,
                 epochs,
+                patience,
             } => {
                 if !g.quiet {
+                    let stop = match patience {
+                        0 => String::new(),
+                        p => format!(", stopping after {p} without improvement"),
+                    };
                     eprintln!(
-                        "training {arch} from scratch on the task: {train_images} train / {val_images} val images, {epochs} epochs"
+                        "training {arch} from scratch on the task: {train_images} train / {val_images} val images (80/20 per class), up to {epochs} epochs{stop}"
                     );
                 }
             }
@@ -196,12 +203,24 @@ pub fn new_task(g: &Global, a: &ReuseNewTaskArgs) -> Result<serde_json::Value> {
     match &r.scratch {
         Some(s) => {
             println!(
-                "composed {} (no training, {:.1}s) vs trained from scratch {} ({:.0}s): {:+.2} pp",
+                "composed {} (no training, {:.1}s) vs trained from scratch {} ({:.0}s, {} epochs{}, best {}): {:+.2} pp",
                 pct(r.composed_accuracy),
                 r.compose_seconds,
                 pct(s.test_accuracy),
                 s.seconds,
+                s.epochs_run,
+                if s.stopped_early { ", stopped early" } else { "" },
+                s.best_epoch,
                 100.0 * (r.composed_accuracy - s.test_accuracy)
+            );
+            println!(
+                "majority-class share of the test part {}{}",
+                pct(s.majority_share),
+                if s.near_majority {
+                    ": the baseline is within 5 pp of it (see the warning)"
+                } else {
+                    ""
+                }
             );
         }
         None => println!(

@@ -19,8 +19,16 @@ pub fn train(g: &Global, a: TrainArgs) -> Result<()> {
     if g.json {
         print_json(&report);
     } else {
+        let stopped = if report["stopped_early"].as_bool().unwrap_or(false) {
+            format!(
+                ", stopped early after {} of {} epochs",
+                report["epochs_run"], a.epochs
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "trained {} → {}: best epoch {} (val {}), test accuracy {} on {} images",
+            "trained {} → {}: best epoch {} (val {}){stopped}, test accuracy {} on {} images",
             report["arch"].as_str().unwrap_or(""),
             a.out.display(),
             report["best_epoch"],
@@ -65,6 +73,8 @@ pub fn train_model(g: &Global, a: &TrainArgs) -> Result<serde_json::Value> {
         augment: augment_for(a.augment, dspec.kind),
         seed: a.seed,
         eval_batch: 256,
+        patience: a.patience,
+        min_epochs: a.min_epochs,
     };
     if a.out.join(cnn_models::files::META_FILE).exists() && !a.resume {
         bail!(
@@ -94,8 +104,15 @@ pub fn run_training(g: &Global, run: &TrainRun<'_>, width: f64) -> Result<serde_
     if !g.quiet {
         let an = run.spec.analyse()?;
         let (train_idx, val_idx) = run.parts()?;
+        let epochs = match run.config.patience {
+            0 => format!("{} epochs", run.config.epochs),
+            p => format!(
+                "up to {} epochs (early stop: patience {p}, at least {} epochs)",
+                run.config.epochs, run.config.min_epochs
+            ),
+        };
         eprintln!(
-            "training {} (width {}, {} params, {} kernels) on {}: {} train / {} val images, {} epochs",
+            "training {} (width {}, {} params, {} kernels) on {}: {} train / {} val images, {epochs}",
             run.spec.name,
             width,
             an.params(),
@@ -103,7 +120,6 @@ pub fn run_training(g: &Global, run: &TrainRun<'_>, width: f64) -> Result<serde_
             run.dataset,
             train_idx.len(),
             val_idx.len(),
-            run.config.epochs
         );
     }
     let mut progress = TrainProgress::new(g.quiet);
@@ -120,6 +136,8 @@ pub fn run_training(g: &Global, run: &TrainRun<'_>, width: f64) -> Result<serde_
         "val_images": trained.val_images,
         "epochs": trained.report.records,
         "best_epoch": trained.report.best_epoch,
+        "epochs_run": trained.report.epochs_run,
+        "stopped_early": trained.report.stopped_early,
         "best_val_accuracy": trained.report.best_val_accuracy,
         "test_accuracy": trained.test.accuracy,
         "test_images": trained.test.samples,

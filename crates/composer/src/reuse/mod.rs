@@ -24,7 +24,10 @@ use std::path::Path;
 use serde::Serialize;
 
 pub use new_task::{CandidateScore, NewTask, NewTaskConfig, NewTaskReport, OfferedModule};
-pub use scratch::{train_scratch, ScratchConfig, ScratchReport};
+pub use scratch::{
+    scratch_split, train_scratch, ScratchConfig, ScratchReport, NEAR_MAJORITY_MARGIN,
+    SCRATCH_VAL_FRACTION,
+};
 pub use select::{CandidateModel, SelectConfig, SelectReport, Selector};
 pub use task::{
     check_reusable, check_selection_fraction, evaluate_composition, selection_metrics, ClassSource,
@@ -60,8 +63,10 @@ pub enum ReuseEvent<'a> {
         train_images: usize,
         /// Validation images.
         val_images: usize,
-        /// Epochs.
+        /// Most epochs.
         epochs: usize,
+        /// Epochs without a validation rise after which training stops (0: never).
+        patience: usize,
     },
     /// Progress of that training.
     Train(&'a cnn_models::TrainEvent),
