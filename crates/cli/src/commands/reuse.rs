@@ -213,14 +213,17 @@ pub fn new_task(g: &Global, a: &ReuseNewTaskArgs) -> Result<serde_json::Value> {
                 s.best_epoch,
                 100.0 * (r.composed_accuracy - s.test_accuracy)
             );
+            let near = if s.near_majority {
+                format!(
+                    ": the baseline is within {:.0} pp of it (see the warning)",
+                    100.0 * composer::reuse::NEAR_MAJORITY_MARGIN
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "majority-class share of the test part {}{}",
-                pct(s.majority_share),
-                if s.near_majority {
-                    ": the baseline is within 5 pp of it (see the warning)"
-                } else {
-                    ""
-                }
+                "majority-class share of the test part {}{near}",
+                pct(s.majority_share)
             );
         }
         None => println!(
