@@ -61,7 +61,7 @@ fn fmt_duration(s: f64) -> String {
     } else if s < 5400.0 {
         format!("{:.0} min", s / 60.0)
     } else {
-        format!("{:.1} h", s / 3600.0)
+        format!("{:.2} h", s / 3600.0)
     }
 }
 
@@ -143,14 +143,7 @@ pub fn reproduce(a: ReproduceArgs) -> Result<()> {
         out.display()
     );
     if a.plan {
-        for s in &steps {
-            println!(
-                "{:<34} {:>9}  cnnsplit {}",
-                s.id,
-                fmt_duration(s.estimate_s),
-                s.args.join(" ")
-            );
-        }
+        print!("{}", plan_text(&steps));
         return Ok(());
     }
     if !a.report_only {
@@ -193,6 +186,26 @@ pub fn reproduce(a: ReproduceArgs) -> Result<()> {
     report::write_all(&out, &results)?;
     eprintln!("wrote {}", out.join("report.md").display());
     Ok(())
+}
+
+/// The `--plan` listing: one line per step with its estimate and command, then the total.
+fn plan_text(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for s in steps {
+        out.push_str(&format!(
+            "{:<40} {:>9}  cnnsplit {}\n",
+            s.id,
+            fmt_duration(s.estimate_s),
+            s.args.join(" ")
+        ));
+    }
+    let total: f64 = steps.iter().map(|s| s.estimate_s).sum();
+    out.push_str(&format!(
+        "total: {} steps, about {} on a quiet 2-core CPU (release build; training and decomposition steps are estimated at their epoch caps, so early stopping only shortens them)\n",
+        steps.len(),
+        fmt_duration(total)
+    ));
+    out
 }
 
 /// Format tag of a step record.

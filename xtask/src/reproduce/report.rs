@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use super::plan::{Preset, PresetConfig, Step};
 
+pub mod claims;
+pub mod settings;
 mod tables;
 
 /// One table: a title, column names, rows of cells, and notes printed under it.
@@ -160,6 +162,10 @@ pub struct Results {
     pub tables: Vec<Table>,
     /// Series for the plots.
     pub series: Series,
+    /// The paper's claims with our figures and verdicts.
+    pub claims: Vec<claims::Claim>,
+    /// Settings where the preset differs from the spec, with its reasons.
+    pub settings: Vec<settings::Difference>,
     /// Total seconds of the recorded steps.
     pub seconds: f64,
     /// Steps recorded / planned.
@@ -224,17 +230,20 @@ impl Results {
             tables::grad_vs_ga(&losses),
             tables::module_quality(cfg, records, &decompositions),
             tables::same_task_reuse(records),
-            tables::patching(records, &mut series),
+            tables::patching(records, &decompositions, &mut series),
             tables::new_task(records),
             tables::cost(records, &decompositions),
         ];
         tables::krr_series(&decompositions, &mut series);
+        let claims = tables::claims(cfg, records, &decompositions);
         let seconds = records.iter().map(|r| r.2).sum();
         Ok(Results {
             preset,
             config: cfg.clone(),
             tables,
             series,
+            claims,
+            settings: settings::differences(cfg),
             seconds,
             steps_done: records.len(),
             steps_planned: super::plan::steps(cfg).len(),
@@ -255,6 +264,9 @@ impl Results {
             self.seconds / 60.0
         );
         s.push_str("Tables follow design §10 (T1–T8); where the paper states a figure it stands in a `paper` row or column beside ours. Plots: `plots/*.svg`.\n\n");
+        s.push_str(&claims::markdown(&self.claims));
+        s.push_str(&settings::markdown(&self.settings));
+        s.push_str("## Tables\n\n");
         for t in &self.tables {
             s.push_str(&t.markdown());
         }
@@ -308,6 +320,8 @@ pub fn write_all(out: &Path, results: &Results) -> Result<()> {
             "id": t.id, "title": t.title, "columns": t.columns, "rows": t.json_rows(), "notes": t.notes,
         })).collect::<Vec<_>>(),
         "series": results.series,
+        "claims": results.claims,
+        "settings_vs_spec": results.settings,
     });
     write(
         &out.join("results.json"),
@@ -330,7 +344,7 @@ mod tests {
         let plan = steps(cfg);
         let step = |id: &str| plan.iter().find(|s| s.id == id).unwrap().clone();
         let patch = |p: f64, r: f64, f1: f64| {
-            json!({"target_class": "Trouser", "mac_overhead": 0.5, "report": {
+            json!({"target_class": "Trouser", "mac_overhead": 0.5, "module_macs": 20, "model_macs": 80, "report": {
                 "precision": {"before": 0.5, "after": 0.5 + p / 100.0, "delta_pp": p},
                 "recall": {"before": 0.4, "after": 0.4 + r / 100.0, "delta_pp": r},
                 "f1": {"before": 0.45, "after": 0.45 + f1 / 100.0, "delta_pp": f1},
@@ -414,34 +428,68 @@ mod tests {
                 evaluation_fraction: Some(0.5),
             })
         };
+        // the strong model's GradSplitter module of class 1 is collapsed
+        let mut grad_strong = grad.clone();
+        grad_strong.modules[1].collapsed = vec![cnn_models::module::Collapse::ZeroF1];
+        // est2's GradSplitter module of class 4 kept no kernel in conv 3
+        let mut grad_est2 = grad.clone();
+        grad_est2.modules[4].collapsed =
+            vec![cnn_models::module::Collapse::EmptyLayer { convs: vec![3] }];
+        let metrics = json!(vec![
+            vec![
+                json!({"precision": 0.5, "recall": 0.5, "f1": 0.5});
+                10
+            ];
+            2
+        ]);
+        let chosen = json!(vec![0; 10]);
         vec![
+            (
+                step("decompose-grad-simcnn-strong"),
+                grad_strong.to_json_value().unwrap(),
+                5.0,
+            ),
+            (
+                step("compose-grad-simcnn-strong"),
+                json!({"model_accuracy": 0.9, "composed": {"accuracy": 0.89}}),
+                1.0,
+            ),
+            (
+                step("decompose-ga-simcnn-strong"),
+                ga.to_json_value().unwrap(),
+                7.0,
+            ),
+            (
+                step("compose-ga-simcnn-strong"),
+                json!({"model_accuracy": 0.9, "composed": {"accuracy": 0.87}}),
+                1.0,
+            ),
             (
                 step("decompose-grad-simcnn-est1"),
                 grad.to_json_value().unwrap(),
                 5.0,
             ),
             (
-                step("compose-grad-simcnn-est1"),
-                json!({"model_accuracy": 0.9, "composed": {"accuracy": 0.89}}),
-                1.0,
-            ),
-            (
-                step("decompose-ga-simcnn-est1"),
-                ga.to_json_value().unwrap(),
-                7.0,
-            ),
-            (
-                step("compose-ga-simcnn-est1"),
-                json!({"model_accuracy": 0.9, "composed": {"accuracy": 0.87}}),
-                1.0,
+                step("decompose-grad-simcnn-est2"),
+                grad_est2.to_json_value().unwrap(),
+                5.0,
             ),
             (step("patch-grad-0"), patch(10.0, 2.0, 6.0), 1.0),
             (step("patch-grad-1"), patch(20.0, 4.0, 8.0), 1.0),
+            (step("patch-grad-2"), patch(30.0, 6.0, 10.0), 1.0),
             (step("patch-ga-0"), patch(4.0, 0.0, 1.0), 1.0),
+            (
+                step("select-intra"),
+                json!({"best_model_accuracy": 0.8, "mean_model_accuracy": 0.78, "ensemble_accuracy": 0.81,
+                "composed_accuracy": 0.83, "gain_over_best": 0.03, "chosen_model": chosen,
+                "selection_metrics": metrics}),
+                2.0,
+            ),
             (
                 step("new-task-0"),
                 json!({"class_names": ["Trouser", "Bag"], "class_sources": ["fashion-mnist/Trouser", "fashion-mnist/Bag"],
-                "composed_accuracy": 0.95, "scratch_accuracy": 0.97, "compose_seconds": 1.5, "scratch": {"seconds": 30.0}}),
+                "composed_accuracy": 0.95, "scratch_accuracy": 0.97, "compose_seconds": 1.5, "scratch": {"seconds": 30.0},
+                "composed": {"confusion": {"counts": [[150, 10], [5, 35]]}}}),
                 31.0,
             ),
         ]
@@ -462,7 +510,7 @@ mod tests {
         // T3: GS 60 vs GA 80 kernels → 25 % fewer; losses 1 and 3 pp
         let t3 = table(&r, "t3");
         assert_eq!(t3.rows.len(), 1);
-        assert_eq!(t3.rows[0][0], Cell::Text("simcnn-est1".into()));
+        assert_eq!(t3.rows[0][0], Cell::Text("simcnn-strong".into()));
         let cell = |c: &Cell| match c {
             Cell::Number { value, .. } => *value,
             other => panic!("not a number: {other:?}"),
@@ -470,8 +518,10 @@ mod tests {
         assert!((cell(&t3.rows[0][1]) - 1.0).abs() < 1e-9);
         assert!((cell(&t3.rows[0][3]) - 3.0).abs() < 1e-9);
         assert!((cell(&t3.rows[0][5]) - 25.0).abs() < 1e-9);
-        // T6: the GradSplitter mean row averages the two patches: ΔP 15, ΔR 3, ΔF1 7
+        // T6: the GradSplitter mean row averages the patches of classes 0 and 2 and leaves the
+        // collapsed module of class 1 out: ΔP 20, ΔR 4, ΔF1 8
         let t6 = table(&r, "t6");
+        let col = |t: &Table, name: &str| t.columns.iter().position(|c| c == name).unwrap();
         let mean_row = t6
             .rows
             .iter()
@@ -479,12 +529,75 @@ mod tests {
                 row[0] == Cell::Text("GradSplitter".into()) && row[1] == Cell::Text("mean".into())
             })
             .unwrap();
-        assert!((cell(&mean_row[4]) - 15.0).abs() < 1e-9);
-        assert!((cell(&mean_row[7]) - 3.0).abs() < 1e-9);
-        assert!((cell(&mean_row[10]) - 7.0).abs() < 1e-9);
-        // T7: composed − scratch = −2 pp
+        assert!((cell(&mean_row[4]) - 20.0).abs() < 1e-9);
+        assert!((cell(&mean_row[7]) - 4.0).abs() < 1e-9);
+        assert!((cell(&mean_row[10]) - 8.0).abs() < 1e-9);
+        assert_eq!(
+            mean_row[col(t6, "collapsed")],
+            Cell::Text("1 excluded".into())
+        );
+        assert_eq!(
+            t6.rows[1][col(t6, "in mean")],
+            Cell::Text("excluded: collapsed".into())
+        );
+        assert_eq!(
+            t6.rows[1][col(t6, "collapsed")],
+            Cell::Text("F1 = 0 on its class's validation images".into())
+        );
+        assert_eq!(t6.rows[0][col(t6, "in mean")], Cell::Text("yes".into()));
+        // MAC overhead: a patch against the weak model (20 / 80 MACs), a module against its
+        // source model (0.4, as T8 shows it), each column saying which
+        assert!((cell(&t6.rows[0][col(t6, "MAC overhead vs weak model %")]) - 25.0).abs() < 1e-9);
+        assert!((cell(&t6.rows[0][col(t6, "module MACs vs source model %")]) - 40.0).abs() < 1e-9);
+        let t8 = table(&r, "t8");
+        let strong_row = t8
+            .rows
+            .iter()
+            .find(|row| row[0] == Cell::Text("modules of simcnn-strong (mean)".into()))
+            .unwrap();
+        assert!((cell(&strong_row[col(t8, "MAC overhead vs source model %")]) - 40.0).abs() < 1e-9);
+        // T4: est2's collapsed Coat module says why; the others are empty
+        let t4 = table(&r, "t4");
+        let reasons: Vec<&Cell> = t4
+            .rows
+            .iter()
+            .filter(|row| row[1] == Cell::Text("simcnn-est2".into()))
+            .map(|row| &row[col(t4, "collapsed")])
+            .collect();
+        assert_eq!(reasons.len(), 10);
+        assert_eq!(reasons[4], &Cell::Text("convs [3] kept no kernel".into()));
+        assert!(reasons
+            .iter()
+            .enumerate()
+            .all(|(c, r)| c == 4 || **r == Cell::Text(String::new())));
+        // T7: composed − scratch = −2 pp; majority share 160 / 200 from the confusion counts
         let t7 = table(&r, "t7");
-        assert!((cell(&t7.rows[0][5]) + 2.0).abs() < 1e-9);
+        assert!((cell(&t7.rows[0][col(t7, "difference pp")]) + 2.0).abs() < 1e-9);
+        assert!((cell(&t7.rows[0][col(t7, "majority share %")]) - 80.0).abs() < 1e-9);
+        // the claims: GS vs GA voided by the collapsed GradSplitter module; patching holds on
+        // the two healthy modules; the new task holds; intra voided by est2's collapsed module
+        let verdict = |prefix: &str| {
+            r.claims
+                .iter()
+                .find(|c| c.claim.starts_with(prefix))
+                .unwrap_or_else(|| panic!("{prefix}"))
+        };
+        use claims::Verdict;
+        assert_eq!(
+            verdict("GradSplitter modules keep").verdict,
+            Verdict::NotTested
+        );
+        let p = verdict("patching with GradSplitter");
+        assert_eq!(p.verdict, Verdict::Holds, "{p:?}");
+        assert!(p.reason.contains("1 of 3 patches excluded"), "{}", p.reason);
+        assert_eq!(verdict("modules composed into").verdict, Verdict::Holds);
+        let intra = verdict("same-task reuse (intra");
+        assert_eq!(intra.verdict, Verdict::NotTested);
+        assert!(intra.reason.contains("simcnn-est2"), "{}", intra.reason);
+        assert_eq!(
+            verdict("same-task reuse (inter").verdict,
+            Verdict::NotTested
+        );
         // series for the plots
         assert_eq!(r.series.krr_grad.len(), 10);
         assert_eq!(r.series.krr_ga[0], 0.8);
@@ -529,11 +642,28 @@ mod tests {
         write_all(dir.path(), &r).unwrap();
         let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
         assert!(md.contains("### T3 — GradSplitter vs CNNSplitter"));
-        assert!(md.contains("steps recorded: 8 of 36"));
+        assert!(md.contains(&format!(
+            "steps recorded: {} of {}",
+            records(&cfg).len(),
+            steps(&cfg).len()
+        )));
+        assert!(md.contains("## Claims"));
+        assert!(md.contains("## Settings that differ from the spec"));
         let json: Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("results.json")).unwrap())
                 .unwrap();
         assert_eq!(json["tables"].as_array().unwrap().len(), 8);
+        let claims = json["claims"].as_array().unwrap();
+        assert_eq!(claims.len(), 6);
+        for c in claims {
+            for key in ["claim", "ours", "paper", "verdict", "reason"] {
+                assert!(c[key].is_string(), "{key} in {c}");
+            }
+            assert!(
+                ["holds", "does-not-hold", "not-tested"].contains(&c["verdict"].as_str().unwrap())
+            );
+        }
+        assert!(!json["settings_vs_spec"].as_array().unwrap().is_empty());
         for id in ["t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"] {
             assert!(dir.path().join("tables").join(format!("{id}.csv")).exists());
         }
@@ -553,6 +683,6 @@ mod tests {
         let err = Results::gather(Preset::Smoke, &cfg, &records)
             .expect_err("an unreadable record is an error")
             .to_string();
-        assert!(err.contains("decompose-grad-simcnn-est1"), "{err}");
+        assert!(err.contains("decompose-grad-simcnn-strong"), "{err}");
     }
 }

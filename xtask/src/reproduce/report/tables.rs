@@ -6,7 +6,11 @@ use serde_json::Value;
 use splitter_ga::GaRecord;
 use splitter_grad::GradRecord;
 
-use super::super::plan::{PresetConfig, Step, StepKind};
+use super::super::plan::{PresetConfig, Step, StepKind, STRONG};
+use super::claims::{
+    kernels_claim, new_task_claim, patch_claim, select_claim, Baseline, Claim, DecompositionFacts,
+    NewTaskFacts, PatchFacts, SelectFacts,
+};
 use super::{f, mean, num, pc, sd, t, Cell, Series, Table};
 
 /// A step's `(step, output, seconds)` record.
@@ -25,6 +29,8 @@ pub(super) struct Decomposed {
     method: String,
     model: String,
     record: MethodRecord,
+    /// CNNSplitter: the record's `near_chance` flag, where the binary writes one.
+    near_chance: Option<bool>,
 }
 
 impl Decomposed {
@@ -50,6 +56,30 @@ impl Decomposed {
         }
     }
 
+    /// Why the module of `class` is collapsed (reasons joined by `; `), empty when it is not.
+    fn collapse_of(&self, class: usize) -> String {
+        self.modules()
+            .iter()
+            .find(|m| m.class == class)
+            .map(|m| {
+                m.collapsed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every collapsed module as `name: reasons`.
+    fn collapsed(&self) -> Vec<String> {
+        self.modules()
+            .iter()
+            .filter(|m| !m.collapsed.is_empty())
+            .map(|m| format!("{}: {}", m.name, self.collapse_of(m.class)))
+            .collect()
+    }
+
     fn column(&self, value: fn(&ModuleSummary) -> f64) -> Vec<f64> {
         self.modules().iter().map(value).collect()
     }
@@ -60,10 +90,10 @@ impl Decomposed {
 }
 
 fn method_label(method: &str) -> &'static str {
-    if method == "grad" {
-        "GradSplitter"
-    } else {
-        "CNNSplitter"
+    match method {
+        "grad" => "GradSplitter",
+        "grad-spec" => "GradSplitter (spec λ 0.1, mask lr 0.001)",
+        _ => "CNNSplitter",
     }
 }
 
@@ -76,10 +106,9 @@ pub(super) fn decompositions(records: &[StepRecord]) -> Result<Vec<Decomposed>> 
         };
         let origin = std::path::Path::new(&s.id);
         let record = match method.as_str() {
-            "grad" => MethodRecord::Grad(Box::new(DecompositionRecord::from_json_value(
-                origin,
-                o.clone(),
-            )?)),
+            "grad" | "grad-spec" => MethodRecord::Grad(Box::new(
+                DecompositionRecord::from_json_value(origin, o.clone())?,
+            )),
             "ga" => MethodRecord::Ga(Box::new(DecompositionRecord::from_json_value(
                 origin,
                 o.clone(),
@@ -90,6 +119,7 @@ pub(super) fn decompositions(records: &[StepRecord]) -> Result<Vec<Decomposed>> 
             method: method.clone(),
             model: model.clone(),
             record,
+            near_chance: o["near_chance"].as_bool(),
         });
     }
     Ok(out)
@@ -208,6 +238,7 @@ pub(super) fn modularisation(
             "mean kernels",
             "chosen epoch/gen",
             "search s",
+            "collapsed modules",
         ],
     );
     for d in decompositions {
@@ -223,6 +254,7 @@ pub(super) fn modularisation(
             num(mean(&d.column(|m| m.kernels as f64)), 1),
             num(Some(d.chosen() as f64), 0),
             num(Some(d.seconds()), 0),
+            t(d.collapsed().join("; ")),
         ]);
         match &d.record {
             MethodRecord::Grad(r) => {
@@ -331,6 +363,7 @@ pub(super) fn module_quality(
             "recall %",
             "F1 %",
             "KRR %",
+            "collapsed",
         ],
     );
     for (s, o, _) in steps(records, |k| matches!(k, StepKind::Select { .. })) {
@@ -338,9 +371,8 @@ pub(super) fn module_quality(
             continue;
         };
         for (i, model) in models.iter().enumerate() {
-            let krr: Vec<f64> = decomposition(decompositions, "grad", model)
-                .map(|d| d.column(|m| m.krr))
-                .unwrap_or_default();
+            let d = decomposition(decompositions, "grad", model);
+            let krr: Vec<f64> = d.map(|d| d.column(|m| m.krr)).unwrap_or_default();
             for (c, name) in cfg.class_names.iter().enumerate() {
                 let m = &o["selection_metrics"][i][c];
                 t4.rows.push(vec![
@@ -351,11 +383,12 @@ pub(super) fn module_quality(
                     pc(f(&m["recall"])),
                     pc(f(&m["f1"])),
                     pc(krr.get(c).copied()),
+                    t(d.map(|d| d.collapse_of(c)).unwrap_or_default()),
                 ]);
             }
         }
     }
-    t4.notes.push("A module is a binary classifier (positive ⇔ score > 0.5) on the first 20 % of each class's test images.".into());
+    t4.notes.push("A module is a binary classifier (positive ⇔ score > 0.5) on the first 20 % of each class's test images. `collapsed` gives why a module is collapsed (design §13: an empty layer, F1 = 0 on its class's validation images, a constant score, or a search near chance); empty when it is fine.".into());
     t4
 }
 
@@ -398,8 +431,34 @@ pub(super) fn same_task_reuse(records: &[StepRecord]) -> Table {
     t5
 }
 
-/// T6: patching the weak model; fills the patch F1 series.
-pub(super) fn patching(records: &[StepRecord], series: &mut Series) -> Table {
+/// The module a patch step used: the strong model's module of its class, by its method.
+fn patch_module<'a>(
+    decompositions: &'a [Decomposed],
+    method: &str,
+    class: usize,
+) -> Option<&'a ModuleSummary> {
+    decomposition(decompositions, method, STRONG)?
+        .modules()
+        .iter()
+        .find(|m| m.class == class)
+}
+
+/// A patch's MAC overhead against the weak model it patches (design §9): module MACs / weak
+/// model MACs, from the patch record's own counts.
+pub(super) fn patch_overhead(o: &Value) -> Option<f64> {
+    match (f(&o["module_macs"]), f(&o["model_macs"])) {
+        (Some(module), Some(weak)) if weak > 0.0 => Some(module / weak),
+        _ => f(&o["mac_overhead"]),
+    }
+}
+
+/// T6: patching the weak model; fills the patch F1 series. Collapsed modules are marked and
+/// left out of the mean rows.
+pub(super) fn patching(
+    records: &[StepRecord],
+    decompositions: &[Decomposed],
+    series: &mut Series,
+) -> Table {
     let mut t6 = Table::new(
         "t6",
         "Patching the weak model",
@@ -417,13 +476,18 @@ pub(super) fn patching(records: &[StepRecord], series: &mut Series) -> Table {
             "ΔF1 pp",
             "non-target acc before %",
             "non-target acc after %",
-            "MAC overhead %",
+            "MAC overhead vs weak model %",
+            "module MACs vs source model %",
+            "collapsed",
+            "in mean",
         ],
     );
+    let blank = |n: usize| vec![Cell::Empty; n];
     for method in ["grad", "ga"] {
         let label = method_label(method);
         let mut deltas: [Vec<f64>; 4] = Default::default();
         let mut f1s = Vec::new();
+        let mut excluded = 0;
         for (s, o, _) in steps(
             records,
             move |k| matches!(k, StepKind::Patch { method: m, .. } if m == method),
@@ -431,14 +495,22 @@ pub(super) fn patching(records: &[StepRecord], series: &mut Series) -> Table {
             let StepKind::Patch { class, .. } = &s.kind else {
                 continue;
             };
+            let module = patch_module(decompositions, method, *class);
+            let collapse = decomposition(decompositions, method, STRONG)
+                .map(|d| d.collapse_of(*class))
+                .unwrap_or_default();
             let r = &o["report"];
-            for (k, key) in ["precision", "recall", "f1", "non_target_accuracy"]
-                .iter()
-                .enumerate()
-            {
-                if let Some(d) = f(&r[key]["delta_pp"]) {
-                    deltas[k].push(d);
+            if collapse.is_empty() {
+                for (k, key) in ["precision", "recall", "f1", "non_target_accuracy"]
+                    .iter()
+                    .enumerate()
+                {
+                    if let Some(d) = f(&r[key]["delta_pp"]) {
+                        deltas[k].push(d);
+                    }
                 }
+            } else {
+                excluded += 1;
             }
             if let (Some(b), Some(a)) = (f(&r["f1"]["before"]), f(&r["f1"]["after"])) {
                 f1s.push((*class, b, a));
@@ -457,62 +529,46 @@ pub(super) fn patching(records: &[StepRecord], series: &mut Series) -> Table {
                 num(f(&r["f1"]["delta_pp"]), 2),
                 pc(f(&r["non_target_accuracy"]["before"])),
                 pc(f(&r["non_target_accuracy"]["after"])),
-                pc(f(&o["mac_overhead"])),
+                pc(patch_overhead(o)),
+                pc(module.map(|m| m.overhead)),
+                t(collapse.as_str()),
+                t(if collapse.is_empty() {
+                    "yes"
+                } else {
+                    "excluded: collapsed"
+                }),
             ]);
         }
         if !f1s.is_empty() {
             let mut row = vec![t(label), t("mean")];
-            row.extend([
-                Cell::Empty,
-                Cell::Empty,
-                num(mean(&deltas[0]), 2),
-                Cell::Empty,
-                Cell::Empty,
-                num(mean(&deltas[1]), 2),
-                Cell::Empty,
-                Cell::Empty,
-                num(mean(&deltas[2]), 2),
-                Cell::Empty,
-                Cell::Empty,
-                Cell::Empty,
-            ]);
+            row.extend(blank(2));
+            row.push(num(mean(&deltas[0]), 2));
+            row.extend(blank(2));
+            row.push(num(mean(&deltas[1]), 2));
+            row.extend(blank(2));
+            row.push(num(mean(&deltas[2]), 2));
+            row.extend(blank(4));
+            row.push(t(format!("{excluded} excluded")));
+            row.push(t(format!("{} patches", deltas[2].len())));
             t6.rows.push(row);
             series.patch_f1.push((label.into(), f1s));
         }
     }
-    t6.rows.push(vec![
-        t("paper: GradSplitter"),
-        t("mean"),
-        Cell::Empty,
-        Cell::Empty,
-        num(Some(17.13), 2),
-        Cell::Empty,
-        Cell::Empty,
-        num(Some(4.95), 2),
-        Cell::Empty,
-        Cell::Empty,
-        num(Some(11.47), 2),
-        Cell::Empty,
-        Cell::Empty,
-        Cell::Empty,
-    ]);
-    t6.rows.push(vec![
-        t("paper: CNNSplitter"),
-        t("mean"),
-        Cell::Empty,
-        Cell::Empty,
-        num(Some(12.54), 2),
-        Cell::Empty,
-        Cell::Empty,
-        num(Some(2.14), 2),
-        Cell::Empty,
-        Cell::Empty,
-        Cell::Empty,
-        Cell::Empty,
-        Cell::Empty,
-        Cell::Empty,
-    ]);
-    t6.notes.push("One weak model (simcnn-weak, trained on few images) patched once per class with the first estimator's module of that class, min–max calibrated. Δ in percentage points; the paper's headlines (pp or relative not stated) below.".into());
+    let paper = |label: &str, p: f64, r: f64, f1: Option<f64>| {
+        let mut row = vec![t(label), t("mean")];
+        row.extend(blank(2));
+        row.push(num(Some(p), 2));
+        row.extend(blank(2));
+        row.push(num(Some(r), 2));
+        row.extend(blank(2));
+        row.push(num(f1, 2));
+        row.extend(blank(6));
+        row
+    };
+    t6.rows
+        .push(paper("paper: GradSplitter", 17.13, 4.95, Some(11.47)));
+    t6.rows.push(paper("paper: CNNSplitter", 12.54, 2.14, None));
+    t6.notes.push("One weak model (simcnn-weak, trained on few images) patched once per class with the strong model's module of that class, calibrated as `config.patch_calibration` says. Δ in percentage points; the paper's headlines (pp or relative not stated) below. MAC overhead vs weak model = module MACs / MACs of the weak model it patches (design §9); module MACs vs source model = module MACs / MACs of the strong model it was decomposed from (as in T8). A collapsed module (design §13) is marked and left out of the mean rows.".into());
     t6
 }
 
@@ -527,6 +583,7 @@ pub(super) fn new_task(records: &[StepRecord]) -> Table {
             "sources",
             "composed acc %",
             "from-scratch acc %",
+            "majority share %",
             "difference pp",
             "compose s",
             "scratch training s",
@@ -557,6 +614,7 @@ pub(super) fn new_task(records: &[StepRecord]) -> Table {
             t(join(&o["class_sources"])),
             pc(composed),
             pc(scratch),
+            pc(majority_share(o)),
             num(diff, 2),
             num(f(&o["compose_seconds"]), 1),
             num(f(&o["scratch"]["seconds"]), 0),
@@ -564,6 +622,7 @@ pub(super) fn new_task(records: &[StepRecord]) -> Table {
     }
     t7.rows.push(vec![
         t("mean"),
+        Cell::Empty,
         Cell::Empty,
         Cell::Empty,
         Cell::Empty,
@@ -578,11 +637,12 @@ pub(super) fn new_task(records: &[StepRecord]) -> Table {
         Cell::Empty,
         Cell::Empty,
         Cell::Empty,
+        Cell::Empty,
         num(Some(-2.46), 2),
         Cell::Empty,
         Cell::Empty,
     ]);
-    t7.notes.push("Difference = composed − from-scratch accuracy on the task's test part; the paper reports composed models 2.46 % below from-scratch models on average.".into());
+    t7.notes.push("Difference = composed − from-scratch accuracy on the task's test part; the paper reports composed models 2.46 % below from-scratch models on average. Majority share = the largest class's share of the task's test part: a from-scratch model within 5 pp of it is a near-constant predictor, and the Claims section leaves its task out.".into());
     t7
 }
 
@@ -596,7 +656,7 @@ pub(super) fn cost(records: &[StepRecord], decompositions: &[Decomposed]) -> Tab
             "method",
             "params",
             "MACs / image",
-            "MAC overhead %",
+            "MAC overhead vs source model %",
             "time s",
         ],
     );
@@ -620,6 +680,173 @@ pub(super) fn cost(records: &[StepRecord], decompositions: &[Decomposed]) -> Tab
             num(Some(d.seconds()), 0),
         ]);
     }
-    t8.notes.push("MACs count multiply-accumulates (1 MAC = 2 FLOPs); GradSplitter module MACs include the head. Overhead = module MACs / source-model MACs.".into());
+    t8.notes.push("MACs count multiply-accumulates (1 MAC = 2 FLOPs); GradSplitter module MACs include the head. MAC overhead = module MACs / the MACs of the model the module was decomposed from (design §9); T6 states a patch's overhead against the weak model it patches.".into());
     t8
+}
+
+/// The majority-class share of the images a record was measured on: the record's own
+/// `majority_share` (top level or in its `scratch` report) where the binary writes one, else
+/// from the class counts of its composed evaluation's confusion matrix (rows = true classes).
+pub(super) fn majority_share(o: &Value) -> Option<f64> {
+    for v in [
+        &o["majority_share"],
+        &o["scratch"]["majority_share"],
+        &o["scratch"]["test_majority_share"],
+    ] {
+        if let Some(m) = f(v) {
+            return Some(m);
+        }
+    }
+    let rows = o["composed"]["confusion"]["counts"].as_array()?;
+    let sums: Vec<f64> = rows
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .map_or(0.0, |c| c.iter().filter_map(Value::as_f64).sum())
+        })
+        .collect();
+    let total: f64 = sums.iter().sum();
+    (total > 0.0).then(|| sums.iter().copied().fold(0.0, f64::max) / total)
+}
+
+/// The claims' view of one decomposition.
+fn facts(records: &[StepRecord], d: &Decomposed, classes: usize) -> DecompositionFacts {
+    let (model_accuracy, composed_accuracy) = composed_accuracy(records, d);
+    let search_best = match &d.record {
+        MethodRecord::Ga(r) => r
+            .method_fields
+            .generations
+            .iter()
+            .map(|g| g.composed_accuracy)
+            .reduce(f64::max),
+        MethodRecord::Grad(_) => None,
+    };
+    DecompositionFacts {
+        method: d.method.clone(),
+        model: d.model.clone(),
+        classes,
+        model_accuracy,
+        composed_accuracy,
+        mean_kernels: mean(&d.column(|m| m.kernels as f64)).unwrap_or(0.0),
+        collapsed: d.collapsed(),
+        search_best,
+        near_chance: d.near_chance,
+    }
+}
+
+/// The paper's claims checked against the records (criteria in [`super::claims`]).
+pub(super) fn claims(
+    cfg: &PresetConfig,
+    records: &[StepRecord],
+    decompositions: &[Decomposed],
+) -> Vec<Claim> {
+    let n = cfg.class_names.len();
+    let all: Vec<DecompositionFacts> = decompositions
+        .iter()
+        .map(|d| facts(records, d, n))
+        .collect();
+    let find =
+        |method: &str, model: &str| all.iter().find(|d| d.method == method && d.model == model);
+    let mut out = vec![kernels_claim(find("grad", STRONG), find("ga", STRONG))];
+    // patching: the weak model as the baseline (its test split's majority share where the
+    // record has one; the official test splits are balanced, 1 / classes)
+    let weak = steps(
+        records,
+        |k| matches!(k, StepKind::Train { role, .. } if role == "weak"),
+    )
+    .next()
+    .and_then(|(s, o, _)| {
+        Some(Baseline {
+            name: format!("model {}", s.id.trim_start_matches("train-")),
+            accuracy: f(&o["test_accuracy"])?,
+            majority_share: majority_share(o).unwrap_or(1.0 / n.max(1) as f64),
+        })
+    });
+    let patches: Vec<PatchFacts> = steps(records, |k| matches!(k, StepKind::Patch { .. }))
+        .filter_map(|(s, o, _)| {
+            let StepKind::Patch { method, class } = &s.kind else {
+                return None;
+            };
+            let r = &o["report"];
+            let collapse = decomposition(decompositions, method, STRONG)
+                .map(|d| d.collapse_of(*class))
+                .unwrap_or_default();
+            Some(PatchFacts {
+                method: method.clone(),
+                class: o["target_class"].as_str().unwrap_or("").to_string(),
+                collapsed: if collapse.is_empty() {
+                    vec![]
+                } else {
+                    vec![collapse]
+                },
+                delta_precision: f(&r["precision"]["delta_pp"])?,
+                delta_recall: f(&r["recall"]["delta_pp"])?,
+                delta_f1: f(&r["f1"]["delta_pp"])?,
+                delta_other: f(&r["non_target_accuracy"]["delta_pp"]),
+            })
+        })
+        .collect();
+    for method in ["grad", "ga"] {
+        out.push(patch_claim(
+            method,
+            &patches,
+            weak.as_ref(),
+            find(method, STRONG),
+        ));
+    }
+    // new tasks: each task's source modules are the preset's (class name, model, class)
+    let tasks: Vec<NewTaskFacts> = steps(records, |k| matches!(k, StepKind::NewTask { .. }))
+        .filter_map(|(s, o, _)| {
+            let StepKind::NewTask { task } = &s.kind else {
+                return None;
+            };
+            let sources = cfg.tasks.get(*task)?;
+            let collapsed = sources
+                .iter()
+                .filter_map(|(name, model, class)| {
+                    let why = decomposition(decompositions, "grad", model)?.collapse_of(*class);
+                    (!why.is_empty()).then(|| format!("{name}: {why}"))
+                })
+                .collect();
+            let scratch = f(&o["scratch_accuracy"])?;
+            Some(NewTaskFacts {
+                task: *task,
+                classes: sources.len(),
+                composed: f(&o["composed_accuracy"])?,
+                scratch,
+                majority_share: majority_share(o).unwrap_or(1.0 / sources.len().max(1) as f64),
+                collapsed,
+            })
+        })
+        .collect();
+    out.push(new_task_claim(&tasks));
+    for scope in ["intra", "inter"] {
+        let record = steps(
+            records,
+            move |k| matches!(k, StepKind::Select { scope: s, .. } if s == scope),
+        )
+        .next();
+        let (select, compared) = match record {
+            Some((s, o, _)) => {
+                let StepKind::Select { models, .. } = &s.kind else {
+                    unreachable!("filtered on Select")
+                };
+                let select = (|| {
+                    Some(SelectFacts {
+                        scope: scope.into(),
+                        classes: n,
+                        best_model: f(&o["best_model_accuracy"])?,
+                        composed: f(&o["composed_accuracy"])?,
+                        majority_share: majority_share(o).unwrap_or(1.0 / n.max(1) as f64),
+                    })
+                })();
+                let compared: Vec<&DecompositionFacts> =
+                    models.iter().filter_map(|m| find("grad", m)).collect();
+                (select, compared)
+            }
+            None => (None, vec![]),
+        };
+        out.push(select_claim(scope, select.as_ref(), &compared));
+    }
+    out
 }
