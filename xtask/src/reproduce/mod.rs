@@ -160,11 +160,12 @@ pub fn reproduce(a: ReproduceArgs) -> Result<()> {
         };
         std::fs::create_dir_all(&records)
             .with_context(|| format!("creating {}", records.display()))?;
+        let commit = source_commit(&tree);
         let started = Instant::now();
         let mut done_estimate = 0.0;
         for (i, step) in steps.iter().enumerate() {
             let t0 = Instant::now();
-            let ran = run_step(&bin, &work, step, &a.device, &tree)?;
+            let ran = run_step(&bin, &work, step, &a.device, &tree, &commit)?;
             if ran {
                 done_estimate += step.estimate_s;
                 let elapsed = started.elapsed().as_secs_f64();
@@ -182,7 +183,8 @@ pub fn reproduce(a: ReproduceArgs) -> Result<()> {
         }
     }
     let loaded = load_records(&records, &steps)?;
-    let results = report::Results::gather(a.preset, &cfg, &loaded)?;
+    let mut results = report::Results::gather(a.preset, &cfg, &loaded)?;
+    results.step_commits = step_commits(&records, &steps)?;
     report::write_all(&out, &results)?;
     eprintln!("wrote {}", out.join("report.md").display());
     Ok(())
@@ -223,8 +225,59 @@ fn read_record(path: &Path) -> Result<Value> {
     )?)
 }
 
+/// The commit of the source tree that builds the binary, `-dirty` when tracked files differ
+/// from it; every step record carries it, so a report says which code made which figure.
+fn source_commit(tree: &Path) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(tree)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".into();
+    };
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|o| !o.stdout.is_empty());
+    if dirty {
+        format!("{head}-dirty")
+    } else {
+        head
+    }
+}
+
+/// Which commit ran which recorded step: commit → step ids, in plan order (`unknown` for a
+/// record written before records carried the commit).
+fn step_commits(
+    dir: &Path,
+    steps: &[Step],
+) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut out = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for s in steps {
+        let p = dir.join(format!("{}.json", s.id));
+        if !p.exists() {
+            continue;
+        }
+        let v = read_record(&p)?;
+        let commit = v["commit"].as_str().unwrap_or("unknown").to_string();
+        out.entry(commit).or_default().push(s.id.clone());
+    }
+    Ok(out)
+}
+
 /// Run one step unless its record exists with the same arguments; returns whether it ran.
-fn run_step(bin: &Path, work: &Path, step: &Step, device: &str, tree: &Path) -> Result<bool> {
+fn run_step(
+    bin: &Path,
+    work: &Path,
+    step: &Step,
+    device: &str,
+    tree: &Path,
+    commit: &str,
+) -> Result<bool> {
     let record_path = work.join("records").join(format!("{}.json", step.id));
     if record_path.exists() {
         let old = read_record(&record_path)?;
@@ -282,6 +335,7 @@ fn run_step(bin: &Path, work: &Path, step: &Step, device: &str, tree: &Path) -> 
     let record = json!({
         "format": RECORD_FORMAT, "format_version": RECORD_FORMAT_VERSION,
         "step": step.id, "args": step.args, "seconds": t0.elapsed().as_secs_f64(),
+        "commit": commit,
         "output": value,
     });
     cnn_models::files::atomic_write(&record_path, &serde_json::to_vec_pretty(&record)?)?;

@@ -172,6 +172,8 @@ pub struct Results {
     pub steps_done: usize,
     /// Steps planned.
     pub steps_planned: usize,
+    /// Commit of the source that ran each recorded step: commit → step ids.
+    pub step_commits: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// One GradSplitter epoch: (epoch, composed val accuracy, mean KRR).
@@ -247,6 +249,7 @@ impl Results {
             seconds,
             steps_done: records.len(),
             steps_planned: super::plan::steps(cfg).len(),
+            step_commits: Default::default(),
         })
     }
 
@@ -263,6 +266,13 @@ impl Results {
             self.steps_planned,
             self.seconds / 60.0
         );
+        if !self.step_commits.is_empty() {
+            s.push_str("- steps run by commit:");
+            for (commit, ids) in &self.step_commits {
+                s.push_str(&format!(" {commit} ({} steps);", ids.len()));
+            }
+            s.push_str(" the step list per commit is in `results.json` (`step_commits`)\n\n");
+        }
         s.push_str("Tables follow design §10 (T1–T8); where the paper states a figure it stands in a `paper` row or column beside ours. Plots: `plots/*.svg`.\n\n");
         s.push_str(&claims::markdown(&self.claims));
         s.push_str(&settings::markdown(&self.settings));
@@ -315,6 +325,7 @@ pub fn write_all(out: &Path, results: &Results) -> Result<()> {
     }
     let json = serde_json::json!({
         "preset": results.preset, "config": results.config, "commit": commit, "date": date,
+        "step_commits": results.step_commits,
         "machine": machine(), "seconds": results.seconds,
         "tables": results.tables.iter().map(|t| serde_json::json!({
             "id": t.id, "title": t.title, "columns": t.columns, "rows": t.json_rows(), "notes": t.notes,
