@@ -19,7 +19,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use plan::{Preset, PresetConfig, Step};
+use plan::{Preset, PresetConfig, Step, StepKind};
 
 /// Arguments of `cargo xtask reproduce`.
 #[derive(clap::Args, Debug)]
@@ -269,6 +269,41 @@ fn step_commits(
     Ok(out)
 }
 
+/// A patch step whose module is collapsed (design §13) is not run: `patch` would refuse it,
+/// and the report leaves it out of the comparisons. Returns the output to record instead
+/// (`refused`, the module's `collapsed` reasons and its class name), or `None` to run the step.
+fn refused_patch(work: &Path, step: &Step) -> Result<Option<Value>> {
+    if !matches!(step.kind, StepKind::Patch { .. }) {
+        return Ok(None);
+    }
+    let Some(module) = step
+        .args
+        .iter()
+        .position(|a| a == "--module")
+        .and_then(|i| step.args.get(i + 1))
+    else {
+        return Ok(None);
+    };
+    let meta_path = work.join(module).join(cnn_models::module::MODULE_META);
+    if !meta_path.exists() {
+        return Ok(None);
+    }
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(&meta_path).with_context(|| format!("reading {}", meta_path.display()))?,
+    )
+    .with_context(|| format!("{}: not JSON", meta_path.display()))?;
+    let collapsed = &meta["collapsed"];
+    if collapsed.as_array().is_none_or(|a| a.is_empty()) {
+        return Ok(None);
+    }
+    Ok(Some(json!({
+        "refused": true,
+        "collapsed": collapsed,
+        "target_class": meta["class_name"],
+        "module": module,
+    })))
+}
+
 /// Run one step unless its record exists with the same arguments; returns whether it ran.
 fn run_step(
     bin: &Path,
@@ -290,6 +325,19 @@ fn run_step(
             step.id,
             old["args"]
         );
+    }
+    if let Some(output) = refused_patch(work, step)? {
+        eprintln!(
+            "== {}: not run, the module is collapsed ({}); recorded as refused",
+            step.id, output["collapsed"]
+        );
+        let record = json!({
+            "format": RECORD_FORMAT, "format_version": RECORD_FORMAT_VERSION,
+            "step": step.id, "args": step.args, "seconds": 0.0, "commit": commit,
+            "output": output,
+        });
+        cnn_models::files::atomic_write(&record_path, &serde_json::to_vec_pretty(&record)?)?;
+        return Ok(true);
     }
     let mut args = step.args.clone();
     if let Some(out) = &step.out {
@@ -355,4 +403,58 @@ fn load_records(dir: &Path, steps: &[Step]) -> Result<Vec<(Step, Value, f64)>> {
         out.push((s.clone(), v["output"].clone(), secs));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patch_step() -> Step {
+        Step {
+            id: "patch-grad-4".into(),
+            kind: StepKind::Patch {
+                method: "grad".into(),
+                class: 4,
+            },
+            args: [
+                "patch",
+                "--model",
+                "models/weak",
+                "--module",
+                "modules/m/module_4",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            out: None,
+            resumable: false,
+            estimate_s: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_patch_step_with_a_collapsed_module_is_refused_and_a_healthy_one_runs() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("modules/m/module_4");
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = dir.join(cnn_models::module::MODULE_META);
+        std::fs::write(&meta, r#"{"class_name": "Coat"}"#).unwrap();
+        assert!(refused_patch(work.path(), &patch_step()).unwrap().is_none());
+        std::fs::write(
+            &meta,
+            r#"{"class_name": "Coat", "collapsed": [{"reason": "zero-f1"}]}"#,
+        )
+        .unwrap();
+        let out = refused_patch(work.path(), &patch_step()).unwrap().unwrap();
+        assert_eq!(out["refused"], true);
+        assert_eq!(out["target_class"], "Coat");
+        assert_eq!(out["collapsed"][0]["reason"], "zero-f1");
+        // a step that is not a patch is never refused
+        let mut other = patch_step();
+        other.kind = StepKind::Compose {
+            method: "grad".into(),
+            model: "m".into(),
+        };
+        assert!(refused_patch(work.path(), &other).unwrap().is_none());
+    }
 }
