@@ -277,6 +277,8 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
         "1",
         "--fitness-images",
         "40",
+        "--holdout-images",
+        "20",
         "--eval-batch",
         "64",
         "-q",
@@ -286,8 +288,8 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
     assert_eq!(rec["method"], "ga");
     assert_eq!(rec["generations"].as_array().unwrap().len(), 3);
     assert_eq!(rec["fitness_images"], 40);
-    // the generation is chosen on 40 further validation images the fitness never saw
-    assert_eq!(rec["holdout_images"], 40);
+    // the generation is chosen on 20 further validation images the fitness never saw
+    assert_eq!(rec["holdout_images"], 20);
     let gens = rec["generations"].as_array().unwrap();
     assert!(gens[0]["holdout_accuracy"].is_null());
     let chosen = rec["chosen_generation"].as_u64().unwrap() as usize;
