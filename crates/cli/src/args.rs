@@ -285,6 +285,16 @@ pub enum InitChoice {
     Random,
 }
 
+/// Where CNNSplitter's initial keep ratios come from.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitRatiosChoice {
+    /// Measured on the model: the lowest ratio whose generation-0 draws stay within 5 pp of
+    /// the model's accuracy (design §6.4).
+    Probe,
+    /// The preset's lists (the paper's, tuned on full-width CIFAR-10 models).
+    Preset,
+}
+
 /// Mask initialisation of GradSplitter.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MaskInitChoice {
@@ -415,9 +425,19 @@ pub struct DecomposeArgs {
     /// Divide the fitness by its weights' sum (off = the reference's weights).
     #[arg(long, help_heading = "CNNSplitter (--method ga)")]
     pub normalise_weights: bool,
-    /// Fitness images: the first N of the model's validation part (default: all of it).
+    /// Fitness images: the first N of the model's validation part (default: what the
+    /// holdout leaves).
     #[arg(long, help_heading = "CNNSplitter (--method ga)")]
     pub fitness_images: Option<usize>,
+    /// Holdout images, right after the fitness images in the validation part, on which the
+    /// generation is chosen; the fitness never sees them (default: as many as the fitness
+    /// images, or half the validation part; 0: choose on the fitness images, optimistic).
+    #[arg(long, help_heading = "CNNSplitter (--method ga)")]
+    pub holdout_images: Option<usize>,
+    /// Initial keep ratios: measured on the model (probe), or the preset's lists (default:
+    /// preset when --ga-preset, --sensitive-ratios or --other-ratios is given, else probe).
+    #[arg(long, value_enum, help_heading = "CNNSplitter (--method ga)")]
+    pub init_ratios: Option<InitRatiosChoice>,
     /// Softmax probability an image needs to count for kernel importance [default: 0.9].
     #[arg(long, help_heading = "CNNSplitter (--method ga)")]
     pub confidence: Option<f64>,

@@ -28,13 +28,37 @@ pub fn device(choice: DeviceChoice) -> Result<Device> {
             Device::new_cuda(0).context("--device cuda: no usable CUDA GPU")?
         }
         DeviceChoice::Auto => {
-            if candle_core::utils::cuda_is_available() {
-                Device::new_cuda(0).unwrap_or(Device::Cpu)
-            } else {
-                Device::Cpu
+            let (dev, warning) = auto_device(candle_core::utils::cuda_is_available(), || {
+                Device::new_cuda(0)
+            });
+            if let Some(w) = warning {
+                tracing::warn!("{w}");
             }
+            dev
         }
     })
+}
+
+/// What `--device auto` runs on: the first CUDA GPU when this binary has CUDA
+/// (`cuda_compiled`) and `open_cuda` starts it; the CPU otherwise. A CUDA build whose GPU fails
+/// to start falls back to the CPU with a warning that carries the CUDA error; a CPU-only
+/// build uses the CPU without one.
+pub fn auto_device(
+    cuda_compiled: bool,
+    open_cuda: impl FnOnce() -> candle_core::Result<Device>,
+) -> (Device, Option<String>) {
+    if !cuda_compiled {
+        return (Device::Cpu, None);
+    }
+    match open_cuda() {
+        Ok(dev) => (dev, None),
+        Err(e) => (
+            Device::Cpu,
+            Some(format!(
+                "--device auto: CUDA did not start ({e}); running on the CPU instead (much slower)"
+            )),
+        ),
+    }
 }
 
 /// Load the dataset a `--dataset` value names (its train and test splits), logging the time.
@@ -222,4 +246,31 @@ pub fn not_a_model(path: &Path) -> anyhow::Error {
         "{}: not a model directory (no model.json)",
         cnn_models::files::model_dir(path).display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_device_falls_back_to_the_cpu_loudly_when_cuda_fails_to_start() {
+        let (dev, warning) = auto_device(true, || {
+            Err(candle_core::Error::Msg("CUDA_ERROR_NO_DEVICE".into()))
+        });
+        assert!(dev.is_cpu());
+        let warning = warning.expect("a failed CUDA start is reported");
+        assert!(warning.contains("--device auto"), "{warning}");
+        assert!(warning.contains("CUDA_ERROR_NO_DEVICE"), "{warning}");
+        assert!(warning.contains("running on the CPU"), "{warning}");
+    }
+
+    #[test]
+    fn auto_device_on_a_cpu_only_build_is_the_cpu_without_a_warning() {
+        let (dev, warning) = auto_device(false, || panic!("a CPU-only build never opens CUDA"));
+        assert!(dev.is_cpu());
+        assert_eq!(warning, None);
+        let (dev, warning) = auto_device(true, || Ok(Device::Cpu));
+        assert!(dev.is_cpu());
+        assert_eq!(warning, None);
+    }
 }

@@ -160,6 +160,76 @@ fn train_eval_predict_decompose_compose_on_the_bundled_data() {
 }
 
 #[test]
+fn decompose_warns_about_and_records_an_assumed_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    ok_json(&[
+        "train",
+        "--arch",
+        "simcnn",
+        "--width",
+        "0.0625",
+        "--epochs",
+        "1",
+        "--limit",
+        "64",
+        "--batch-size",
+        "32",
+        "--out",
+        p(&model),
+        "-q",
+        "--json",
+    ]);
+    let decompose = |out: &std::path::Path| {
+        common::cnnsplit(&[
+            "decompose",
+            "--model",
+            p(&model),
+            "--out",
+            p(out),
+            "--warmup-epochs",
+            "1",
+            "--epochs",
+            "1",
+            "--limit",
+            "32",
+            "--batch-size",
+            "32",
+        ])
+    };
+    let read_record = |out: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join("decomposition.json")).unwrap()).unwrap()
+    };
+    // the split `train` recorded is used silently and named as recorded
+    let recorded = tmp.path().join("recorded");
+    let run = decompose(&recorded);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("records no train/validation split"),
+        "{stderr}"
+    );
+    assert_eq!(read_record(&recorded)["val_split"], "recorded");
+
+    // without a recorded split (as after `import`), the assumed one is announced and recorded
+    let meta_path = model.join("model.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta.as_object_mut().unwrap().remove("training");
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let assumed = tmp.path().join("assumed");
+    let run = decompose(&assumed);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("model.json records no train/validation split")
+            && stderr.contains("may be chosen on images the model was trained on"),
+        "{stderr}"
+    );
+    assert_eq!(read_record(&assumed)["val_split"], "assumed-20%-seed-0");
+}
+
+#[test]
 fn ga_decompose_then_patch_a_weak_model_and_run_it() {
     let tmp = tempfile::tempdir().unwrap();
     let strong = tmp.path().join("strong");
@@ -207,6 +277,8 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
         "1",
         "--fitness-images",
         "40",
+        "--holdout-images",
+        "20",
         "--eval-batch",
         "64",
         "-q",
@@ -216,6 +288,25 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
     assert_eq!(rec["method"], "ga");
     assert_eq!(rec["generations"].as_array().unwrap().len(), 3);
     assert_eq!(rec["fitness_images"], 40);
+    // the generation is chosen on 20 further validation images the fitness never saw
+    assert_eq!(rec["holdout_images"], 20);
+    let gens = rec["generations"].as_array().unwrap();
+    assert!(gens[0]["holdout_accuracy"].is_null());
+    let chosen = rec["chosen_generation"].as_u64().unwrap() as usize;
+    assert!(chosen >= 1);
+    assert_eq!(
+        rec["chosen_holdout_accuracy"],
+        gens[chosen]["holdout_accuracy"]
+    );
+    // near chance (never 10 pp above 1/10) is flagged on the run and on every module
+    let near = rec["peak_accuracy"].as_f64().unwrap() < 0.2;
+    assert_eq!(rec["near_chance"], near);
+    for m in rec["modules"].as_array().unwrap() {
+        let flagged = m["collapsed"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|r| r["reason"] == "near-chance"));
+        assert_eq!(flagged, near, "{m}");
+    }
     let mods = rec["modules"].as_array().unwrap();
     assert_eq!(mods.len(), 10);
     let m2 = ok_json(&[

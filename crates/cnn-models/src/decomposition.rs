@@ -275,6 +275,12 @@ pub struct DecompositionRecord<M> {
     pub seconds: f64,
     /// cnnsplit version that wrote the record.
     pub crate_version: String,
+    /// Where the train/validation split came from:
+    /// [`RECORDED_SPLIT`](crate::val_split::RECORDED_SPLIT) in `model.json`, or
+    /// [`ASSUMED_SPLIT`](crate::val_split::ASSUMED_SPLIT) (20 % holdout, seed 0, which may
+    /// overlap the model's training images); empty when the writer did not say.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub val_split: String,
     /// The method's own fields.
     #[serde(flatten)]
     pub method_fields: M,
@@ -296,6 +302,7 @@ impl<M> DecompositionRecord<M> {
             modules: Vec::new(),
             seconds: 0.0,
             crate_version: env!("CARGO_PKG_VERSION").into(),
+            val_split: String::new(),
             method_fields,
         }
     }

@@ -35,6 +35,7 @@ pub mod presets;
 pub mod spec;
 pub mod train;
 pub mod training_run;
+pub mod val_split;
 pub mod weights;
 
 pub use checkpoint::{Checkpointing, Resume};

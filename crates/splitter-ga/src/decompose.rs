@@ -13,14 +13,16 @@ use cnn_models::checkpoint::{
 };
 use cnn_models::decomposition::{Decomposition, DecompositionRecord, ModuleSummary, ParentModel};
 use cnn_models::extract::KernelMask;
+use cnn_models::module::Collapse;
 use cnn_models::{Model, ModelSpec, ModuleSource, TrainData};
 use serde::{Deserialize, Serialize};
 
-use crate::config::GaConfig;
+use crate::config::{GaConfig, InitStrategy, SelectionSplit};
 use crate::error::{GaError, Result};
 use crate::evaluator::{chromosome_masks, gene_layers_of, ModelEvaluator};
 use crate::genome::Genome;
 use crate::importance::{kernel_importance, KernelImportance};
+use crate::ratios::{probe_keep_ratios, InitRatios, RatioProbe};
 use crate::run::{GaOutcome, GaRun, GaState, GenerationRecord};
 use crate::sensitivity::{layer_sensitivity, LayerSensitivity};
 
@@ -66,11 +68,15 @@ pub struct GaSplitConfig {
     pub seed: u64,
     /// Images per forward pass.
     pub batch_size: usize,
+    /// Where generation 0's keep ratios come from: `ga`'s lists, or measured on the model
+    /// ([`probe_keep_ratios`], design §6.4).
+    #[serde(default)]
+    pub init_ratios: InitRatios,
 }
 
 impl GaSplitConfig {
     /// Defaults around a GA configuration: confidence 0.9, sensitivity at r = 0.5 with a 5 pp
-    /// threshold, seed 0, batch 256.
+    /// threshold, seed 0, batch 256, the configuration's own keep ratios.
     pub fn new(ga: GaConfig) -> Self {
         Self {
             ga,
@@ -81,6 +87,7 @@ impl GaSplitConfig {
             sensitive_layers: None,
             seed: 0,
             batch_size: 256,
+            init_ratios: InitRatios::Config,
         }
     }
 }
@@ -97,6 +104,8 @@ pub enum GaSplitEvent<'a> {
         /// The gene-layers treated as sensitive.
         sensitive: &'a [usize],
     },
+    /// Generation 0's keep ratios were measured on the model (or read from the checkpoint).
+    RatioProbe(&'a RatioProbe),
     /// A generation starts.
     GenerationStart {
         /// Generation index.
@@ -132,6 +141,10 @@ pub struct GaSplitResult {
     pub sensitivity: LayerSensitivity,
     /// Gene-layers treated as sensitive.
     pub sensitive_layers: Vec<usize>,
+    /// The keep-ratio measurement, when [`InitRatios::Probe`] chose generation 0's ratios.
+    pub ratio_probe: Option<RatioProbe>,
+    /// Holdout images the generation choice used (0: it used the fitness images).
+    pub holdout_images: usize,
     /// Seconds per evaluated generation (of this process; a resumed run keeps the earlier ones).
     pub generation_seconds: Vec<f64>,
     /// Of those, seconds spent running candidate modules (this process's generations only).
@@ -149,6 +162,8 @@ struct Prelude {
     importance: KernelImportance,
     sensitivity: LayerSensitivity,
     sensitive_layers: Vec<usize>,
+    #[serde(default)]
+    ratio_probe: Option<RatioProbe>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -188,13 +203,55 @@ pub fn ga_split(
     checkpointing: Checkpointing<'_>,
     on_event: &mut dyn FnMut(&GaSplitEvent),
 ) -> Result<GaSplitResult> {
-    let classes = model.spec().num_classes;
-    let genome = Genome::new(gene_layers_of(model.analysis()))?;
-    // the checkpoint recognises its fitness images by their labels and values
+    ga_split_with_holdout(
+        model,
+        model_sha256,
+        x,
+        labels,
+        None,
+        config,
+        checkpointing,
+        on_event,
+    )
+}
+
+/// The bytes the checkpoint recognises a set of images by: labels, then values.
+fn image_bytes(x: &Tensor, labels: &[u32]) -> Result<(Vec<u8>, Vec<u8>)> {
     let label_bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
     let values: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let value_bytes: Vec<u8> = values.iter().flat_map(|f| f.to_le_bytes()).collect();
-    let data_sha256 = fingerprint(&[&label_bytes, &value_bytes]);
+    Ok((label_bytes, value_bytes))
+}
+
+/// [`ga_split`] with a generation-selection holdout (design §6.7): with `holdout` =
+/// `Some((images, labels))` and at least one image, every generation's modules E_g are also
+/// composed on those images, which the fitness never sees, and the generation is chosen by that
+/// accuracy ([`SelectionSplit::Holdout`]); otherwise on the fitness images, as the reference
+/// does. With [`InitRatios::Probe`] and the heuristic initialisation, generation 0's keep
+/// ratios are measured on the fitness images first ([`probe_keep_ratios`]).
+#[allow(clippy::too_many_arguments)]
+pub fn ga_split_with_holdout(
+    model: &Model,
+    model_sha256: &str,
+    x: &Tensor,
+    labels: &[u32],
+    holdout: Option<(&Tensor, &[u32])>,
+    config: &GaSplitConfig,
+    checkpointing: Checkpointing<'_>,
+    on_event: &mut dyn FnMut(&GaSplitEvent),
+) -> Result<GaSplitResult> {
+    let classes = model.spec().num_classes;
+    let genome = Genome::new(gene_layers_of(model.analysis()))?;
+    let holdout = holdout.filter(|(_, l)| !l.is_empty());
+    // the checkpoint recognises its fitness (and holdout) images by their labels and values
+    let (label_bytes, value_bytes) = image_bytes(x, labels)?;
+    let data_sha256 = match holdout {
+        None => fingerprint(&[&label_bytes, &value_bytes]),
+        Some((hx, hl)) => {
+            let (hl_bytes, hv_bytes) = image_bytes(hx, hl)?;
+            fingerprint(&[&label_bytes, &value_bytes, &hl_bytes, &hv_bytes])
+        }
+    };
     let resume = checkpointing.resumes();
     if let Some(dir) = checkpointing.dir() {
         std::fs::create_dir_all(dir).map_err(|e| cnn_models::ModelError::write(dir, e))?;
@@ -228,8 +285,15 @@ pub fn ga_split(
         }
         None => None,
     };
-    let (importance, sensitivity, sensitive_layers) = match resumed {
-        Some(p) => (p.importance, p.sensitivity, p.sensitive_layers),
+    let probes = matches!(config.init_ratios, InitRatios::Probe { .. })
+        && config.ga.init == InitStrategy::Heuristic;
+    let (importance, sensitivity, sensitive_layers, ratio_probe) = match resumed {
+        Some(p) => (
+            p.importance,
+            p.sensitivity,
+            p.sensitive_layers,
+            p.ratio_probe,
+        ),
         None => {
             let importance =
                 kernel_importance(model, x, labels, config.confidence, config.batch_size)?;
@@ -249,6 +313,21 @@ pub fn ga_split(
                     sensitivity.sensitive_layers(config.sensitivity_ratio, config.sensitivity_drop)
                 }
             };
+            let ratio_probe = match config.init_ratios {
+                InitRatios::Probe { tolerance } if probes => Some(probe_keep_ratios(
+                    model,
+                    x,
+                    labels,
+                    &genome,
+                    &orders,
+                    &sensitive,
+                    sensitivity.full_accuracy,
+                    tolerance,
+                    &mut cnn_models::epoch_rng(config.seed, cnn_models::Stream::Genetic, 1),
+                    config.batch_size,
+                )?),
+                _ => None,
+            };
             if let Some(ckpt) = &checkpointer {
                 // the old state goes first: a crash before the new prelude is written must not
                 // leave an old run's state next to this run's prelude
@@ -260,9 +339,10 @@ pub fn ga_split(
                     importance: importance.clone(),
                     sensitivity: sensitivity.clone(),
                     sensitive_layers: sensitive.clone(),
+                    ratio_probe: ratio_probe.clone(),
                 })?;
             }
-            (importance, sensitivity, sensitive)
+            (importance, sensitivity, sensitive, ratio_probe)
         }
     };
     if resume {
@@ -272,8 +352,20 @@ pub fn ga_split(
         sensitivity: &sensitivity,
         sensitive: &sensitive_layers,
     });
+    if let Some(probe) = &ratio_probe {
+        on_event(&GaSplitEvent::RatioProbe(probe));
+    }
     let mut ga = config.ga.clone();
     ga.sensitive_layers = sensitive_layers.clone();
+    if let Some(probe) = &ratio_probe {
+        ga.sensitive_ratios = probe.sensitive_ratios.clone();
+        ga.other_ratios = probe.other_ratios.clone();
+    }
+    ga.selection_split = if holdout.is_some() {
+        SelectionSplit::Holdout
+    } else {
+        SelectionSplit::Fitness
+    };
     let orders = importance.orders();
     let saved: Option<Saved> = match &checkpointer {
         Some(ckpt) if resume => match ckpt.read_file(STATE_FILE)? {
@@ -304,6 +396,9 @@ pub fn ga_split(
         labels.to_vec(),
         config.batch_size,
     )?;
+    if let Some((hx, hl)) = holdout {
+        evaluator = evaluator.with_holdout(hx.clone(), hl.to_vec())?;
+    }
     while !run.is_finished() {
         let generation = run.state().next_generation;
         on_event(&GaSplitEvent::GenerationStart {
@@ -355,6 +450,8 @@ pub fn ga_split(
         importance,
         sensitivity,
         sensitive_layers,
+        ratio_probe,
+        holdout_images: holdout.map_or(0, |(_, l)| l.len()),
         generation_seconds,
         evaluation_seconds,
         evaluations: (evaluator.evaluated, evaluator.reused),
@@ -377,9 +474,11 @@ pub fn ga_config_for(spec: &ModelSpec) -> GaConfig {
     }
 }
 
-/// Every setting of [`decompose`]. `Default` gives the GA numbers of [`ga_config_for`], kernel
-/// importance from images predicted with probability ≥ 0.9, seed 0, 256 images per forward
-/// pass, and all of the validation part as fitness images.
+/// Every setting of [`decompose`]. `Default` gives the GA numbers of [`ga_config_for`] with
+/// generation 0's keep ratios measured on the model ([`InitRatios::Probe`], 5 pp tolerance),
+/// kernel importance from images predicted with probability ≥ 0.9, seed 0, 256 images per
+/// forward pass, and the validation part halved into fitness images and a holdout that
+/// chooses the generation ([`GaDecomposeConfig::split_indices`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GaDecomposeConfig {
     /// The GA's numbers; `None`: [`ga_config_for`] the model.
@@ -392,8 +491,34 @@ pub struct GaDecomposeConfig {
     pub seed: u64,
     /// Images per forward pass, when searching and when calibrating the modules.
     pub batch_size: usize,
-    /// Fitness images: the first N of the validation part (`None`: all of it).
+    /// Fitness images: the first N of the validation part (`None`: all of it that the holdout
+    /// leaves).
     pub fitness_images: Option<usize>,
+    /// Holdout images choosing the generation, taken from the validation part right after the
+    /// fitness images, so the two never overlap (`None`: as many as the fitness images, or half
+    /// the validation part when `fitness_images` is `None`; `Some(0)`: no holdout, the
+    /// generation is chosen on the fitness images, as the reference does).
+    pub holdout_images: Option<usize>,
+    /// Where generation 0's keep ratios come from.
+    pub init_ratios: InitRatios,
+}
+
+/// Tolerance of the default keep-ratio probe: generation 0 may lose 5 pp against the model.
+pub const DEFAULT_PROBE_TOLERANCE: f64 = 0.05;
+
+/// A CNNSplitter run is *near chance* when no composition it measured rose this far (absolute)
+/// above chance, 1 / N (design §13).
+pub const NEAR_CHANCE_MARGIN: f64 = 0.10;
+
+/// Whether a run whose best composed accuracy was `best_accuracy` on `classes` classes stayed
+/// near chance ([`NEAR_CHANCE_MARGIN`]).
+///
+/// ```
+/// assert!(splitter_ga::near_chance(0.19, 10));
+/// assert!(!splitter_ga::near_chance(0.21, 10));
+/// ```
+pub fn near_chance(best_accuracy: f64, classes: usize) -> bool {
+    best_accuracy < 1.0 / classes.max(1) as f64 + NEAR_CHANCE_MARGIN
 }
 
 impl Default for GaDecomposeConfig {
@@ -406,6 +531,10 @@ impl Default for GaDecomposeConfig {
             seed: defaults.seed,
             batch_size: defaults.batch_size,
             fitness_images: None,
+            holdout_images: None,
+            init_ratios: InitRatios::Probe {
+                tolerance: DEFAULT_PROBE_TOLERANCE,
+            },
         }
     }
 }
@@ -418,17 +547,45 @@ impl GaDecomposeConfig {
         cfg.sensitive_layers = self.sensitive_layers.clone();
         cfg.seed = self.seed;
         cfg.batch_size = self.batch_size.max(1);
+        cfg.init_ratios = self.init_ratios;
         cfg
     }
 
-    /// The fitness images among validation indices `val`: the first
-    /// [`GaDecomposeConfig::fitness_images`] of them.
+    /// The holdout size asked for (before the validation part limits it): the explicit
+    /// [`GaDecomposeConfig::holdout_images`], else as many as the fitness images, else half of
+    /// `val_len`.
+    pub fn requested_holdout(&self, val_len: usize) -> usize {
+        self.holdout_images
+            .unwrap_or_else(|| self.fitness_images.unwrap_or(val_len / 2))
+    }
+
+    /// The fitness and holdout images among validation indices `val` (in the seeded order of
+    /// the model's split): the fitness images are the first
+    /// [`GaDecomposeConfig::fitness_images`] (default: all the holdout leaves), the holdout the
+    /// [`GaDecomposeConfig::requested_holdout`] right after them, fewer if `val` runs out.
+    ///
+    /// ```
+    /// let val: Vec<usize> = (100..110).collect();
+    /// let mut cfg = splitter_ga::GaDecomposeConfig::default();
+    /// assert_eq!(cfg.split_indices(&val), ((100..105).collect(), (105..110).collect()));
+    /// cfg.fitness_images = Some(3);
+    /// assert_eq!(cfg.split_indices(&val), (vec![100, 101, 102], vec![103, 104, 105]));
+    /// cfg.holdout_images = Some(0);
+    /// assert_eq!(cfg.split_indices(&val).1, Vec::<usize>::new());
+    /// ```
+    pub fn split_indices(&self, val: &[usize]) -> (Vec<usize>, Vec<usize>) {
+        let requested = self.requested_holdout(val.len());
+        let fitness = self
+            .fitness_images
+            .unwrap_or(val.len().saturating_sub(requested))
+            .min(val.len());
+        let holdout_end = (fitness + requested).min(val.len());
+        (val[..fitness].to_vec(), val[fitness..holdout_end].to_vec())
+    }
+
+    /// The fitness images among validation indices `val` ([`GaDecomposeConfig::split_indices`]).
     pub fn fitness_indices(&self, val: &[usize]) -> Vec<usize> {
-        let mut indices = val.to_vec();
-        if let Some(n) = self.fitness_images {
-            indices.truncate(n);
-        }
-        indices
+        self.split_indices(val).0
     }
 }
 
@@ -455,6 +612,10 @@ pub struct GenerationSummary {
     pub accuracy_weight: f64,
     /// Wall time of the generation.
     pub seconds: f64,
+    /// Composed accuracy of E_g on the holdout images (generation ≥ 1 of a run with a
+    /// holdout), the number the generation choice compares.
+    #[serde(default)]
+    pub holdout_accuracy: Option<f64>,
 }
 
 /// The CNNSplitter fields of a `decomposition.json`
@@ -465,10 +626,28 @@ pub struct GaRecord {
     pub config: GaSplitConfig,
     /// Fitness images (the first of the validation part).
     pub fitness_images: usize,
+    /// Holdout images that chose the generation (right after the fitness images in the
+    /// validation part); 0 when the generation was chosen on the fitness images.
+    #[serde(default)]
+    pub holdout_images: usize,
     /// The chosen generation.
     pub chosen_generation: usize,
     /// Its composed accuracy on the fitness images.
     pub chosen_accuracy: f64,
+    /// Its composed accuracy on the holdout images (`None` without a holdout).
+    #[serde(default)]
+    pub chosen_holdout_accuracy: Option<f64>,
+    /// The best composed accuracy any generation reached on any images it was measured on
+    /// (fitness or holdout).
+    #[serde(default)]
+    pub peak_accuracy: f64,
+    /// The run never rose [`NEAR_CHANCE_MARGIN`] above chance: its modules are flagged
+    /// collapsed ([`cnn_models::module::Collapse::NearChance`]).
+    #[serde(default)]
+    pub near_chance: bool,
+    /// How generation 0's keep ratios were measured (`None`: the configuration's lists).
+    #[serde(default)]
+    pub ratio_probe: Option<RatioProbe>,
     /// Its diversity.
     pub chosen_diversity: f64,
     /// Confident images per class kernel importance was measured on.
@@ -492,9 +671,13 @@ pub struct GaRecord {
     pub evaluation_fraction: Option<f64>,
 }
 
-/// Decomposes `parent` with CNNSplitter: the fitness images are the first
-/// [`GaDecomposeConfig::fitness_images`] of `data.val`; every class gets the chosen generation's
-/// module, calibrated on its class's images of all of `data.val`. `checkpointing` works
+/// Decomposes `parent` with CNNSplitter: the fitness and holdout images are cut from `data.val`
+/// by [`GaDecomposeConfig::split_indices`]; the generation is chosen on the holdout (on the
+/// fitness images, with a warning that the choice is optimistic, when there is none). Every
+/// class gets the chosen generation's module, calibrated on its class's images of all of
+/// `data.val`. A run that never rose [`NEAR_CHANCE_MARGIN`] above chance says so (a warning
+/// and [`GaRecord::near_chance`]) and every module is flagged
+/// [`Collapse::NearChance`](cnn_models::module::Collapse::NearChance). `checkpointing` works
 /// as in [`ga_split`]; `on_event` sees its progress.
 ///
 /// ```
@@ -519,7 +702,10 @@ pub struct GaRecord {
 /// let d = splitter_ga::decompose(&parent, &data, &cfg, Checkpointing::Off, &mut |_| {}).unwrap();
 /// assert_eq!(d.modules.len(), 2);
 /// assert_eq!(d.record.method, "ga");
-/// assert_eq!(d.record.method_fields.generations.len(), 3);
+/// let ga = &d.record.method_fields;
+/// assert_eq!(ga.generations.len(), 3);
+/// assert_eq!((ga.fitness_images, ga.holdout_images), (12, 12));
+/// assert!(ga.generations[1].holdout_accuracy.is_some());
 /// ```
 pub fn decompose(
     parent: &ParentModel<'_>,
@@ -530,45 +716,116 @@ pub fn decompose(
 ) -> Result<Decomposition<GaRecord>> {
     let model = parent.model;
     let meta = parent.meta;
-    let cfg = config.split_config(model.spec());
-    let fitness = config.fitness_indices(&data.val);
+    let classes = meta.class_names.len();
+    let mut cfg = config.split_config(model.spec());
+    let (fitness, holdout) = config.split_indices(&data.val);
     if fitness.is_empty() {
         return Err(GaError::InvalidFitnessInput(
             "no fitness images: the validation part is empty or none were asked for".into(),
         ));
     }
+    let requested = config.requested_holdout(data.val.len());
+    if holdout.is_empty() {
+        tracing::warn!(
+            "CNNSplitter chooses its generation on the fitness images it optimises (no holdout \
+             images{}): the chosen generation's accuracy is optimistic",
+            if requested == 0 {
+                String::new()
+            } else {
+                format!(
+                    "; the validation part has {} images, all of them fitness images",
+                    data.val.len()
+                )
+            }
+        );
+    } else if holdout.len() < requested {
+        tracing::warn!(
+            "CNNSplitter holdout: {requested} images asked for, the validation part leaves {} \
+             after the {} fitness images",
+            holdout.len(),
+            fitness.len()
+        );
+    }
     let (x, labels) =
         cnn_data::to_tensor(data.set, &fitness, &meta.input_format, None, model.device())
             .map_err(cnn_models::ModelError::from)?;
     let labels: Vec<u32> = labels.to_vec1::<u32>()?;
+    let holdout_data = if holdout.is_empty() {
+        None
+    } else {
+        let (hx, hl) =
+            cnn_data::to_tensor(data.set, &holdout, &meta.input_format, None, model.device())
+                .map_err(cnn_models::ModelError::from)?;
+        Some((hx, hl.to_vec1::<u32>()?))
+    };
+    cfg.ga.selection_split = if holdout_data.is_some() {
+        SelectionSplit::Holdout
+    } else {
+        SelectionSplit::Fitness
+    };
     let started = Instant::now();
-    let result = ga_split(
+    let result = ga_split_with_holdout(
         model,
         &meta.weights_sha256,
         &x,
         &labels,
+        holdout_data.as_ref().map(|(hx, hl)| (hx, hl.as_slice())),
         &cfg,
         checkpointing,
         on_event,
     )?;
     let seconds = started.elapsed().as_secs_f64();
     let chosen = &result.outcome.chosen;
+    let history = &result.outcome.history;
+    let chosen_record = history
+        .iter()
+        .find(|r| r.generation == chosen.generation)
+        .ok_or(GaError::NoScoredGeneration)?;
+    let with_holdout = result.holdout_images > 0;
+    let chosen_holdout_accuracy = with_holdout.then_some(chosen.accuracy);
+    let peak_accuracy = history
+        .iter()
+        .flat_map(|r| {
+            [
+                Some(r.best_accuracy),
+                Some(r.top.accuracy),
+                r.selection_accuracy,
+            ]
+        })
+        .flatten()
+        .fold(0.0f64, f64::max);
+    let is_near_chance = near_chance(peak_accuracy, classes);
     let metrics = serde_json::json!({
         "chosen_generation": chosen.generation,
-        "composed_fitness_accuracy": chosen.accuracy,
+        "composed_fitness_accuracy": chosen_record.best_accuracy,
+        "composed_holdout_accuracy": chosen_holdout_accuracy,
         "diversity": chosen.diversity,
+        "near_chance": is_near_chance,
     });
-    let sources = vec![ModuleSource::Logit; meta.class_names.len()];
-    let modules =
+    let sources = vec![ModuleSource::Logit; classes];
+    let mut modules =
         parent.class_modules(data, &result.masks, sources, &metrics, config.batch_size)?;
+    if is_near_chance {
+        let chance = 1.0 / classes.max(1) as f64;
+        tracing::warn!(
+            "CNNSplitter stayed near chance: the best composed accuracy it reached is {:.2} %, \
+             chance is {:.2} %; every module is flagged collapsed (near chance)",
+            100.0 * peak_accuracy,
+            100.0 * chance
+        );
+        for module in &mut modules {
+            module.meta.collapsed.push(Collapse::NearChance {
+                accuracy: peak_accuracy,
+                chance,
+            });
+        }
+    }
     let resumed_generations = result.generation_seconds.len() - result.evaluation_seconds.len();
     let evaluation_total: f64 = result.evaluation_seconds.iter().sum();
     let timed_total: f64 = result.generation_seconds[resumed_generations..]
         .iter()
         .sum();
-    let generations = result
-        .outcome
-        .history
+    let generations = history
         .iter()
         .zip(&result.generation_seconds)
         .map(|(r, s)| GenerationSummary {
@@ -583,6 +840,11 @@ pub fn decompose(
                 / r.best_kernels.len().max(1) as f64,
             accuracy_weight: r.accuracy_weight,
             seconds: *s,
+            holdout_accuracy: if with_holdout {
+                r.selection_accuracy
+            } else {
+                None
+            },
         })
         .collect();
     let generations_per_minute = 60.0 * result.generation_seconds.len() as f64
@@ -599,8 +861,13 @@ pub fn decompose(
         ..DecompositionRecord::new(GaRecord {
             config: cfg,
             fitness_images: fitness.len(),
+            holdout_images: result.holdout_images,
             chosen_generation: chosen.generation,
-            chosen_accuracy: chosen.accuracy,
+            chosen_accuracy: chosen_record.best_accuracy,
+            chosen_holdout_accuracy,
+            peak_accuracy,
+            near_chance: is_near_chance,
+            ratio_probe: result.ratio_probe,
             chosen_diversity: chosen.diversity,
             importance_images: result.importance.images,
             importance_fallback: result.importance.fallback,

@@ -58,6 +58,7 @@ pub struct ModelEvaluator<'m> {
     orders: Vec<Vec<Vec<usize>>>,
     x: Tensor,
     labels: Vec<u32>,
+    holdout: Option<(Tensor, Vec<u32>)>,
     batch: usize,
     cache: Vec<HashMap<Vec<u8>, SolutionOutput>>,
     /// Chromosomes run through the model so far.
@@ -103,6 +104,7 @@ impl<'m> ModelEvaluator<'m> {
             orders,
             x,
             labels,
+            holdout: None,
             batch: batch.max(1),
             cache: vec![HashMap::new(); classes],
             evaluated: 0,
@@ -111,17 +113,42 @@ impl<'m> ModelEvaluator<'m> {
         })
     }
 
-    fn run_one(&self, class: usize, chromosome: &[u8]) -> Result<SolutionOutput> {
+    /// Adds a generation-selection holdout (design §6.7): normalised images `x` with `labels`,
+    /// disjoint from the fitness images. [`PopulationEvaluator::evaluate_holdout`] then runs
+    /// the chosen modules on them; the fitness never sees them.
+    pub fn with_holdout(mut self, x: Tensor, labels: Vec<u32>) -> Result<Self> {
+        if x.dim(0)? != labels.len() {
+            return Err(GaError::Count {
+                what: "labels (one per holdout image)",
+                expected: x.dim(0)?,
+                found: labels.len(),
+            });
+        }
+        self.holdout = Some((x, labels));
+        Ok(self)
+    }
+
+    fn class_scores(
+        &self,
+        class: usize,
+        chromosome: &[u8],
+        x: &Tensor,
+    ) -> Result<(Vec<f32>, Vec<u32>)> {
         let orders = &self.orders[class];
         let masks = chromosome_masks(&self.genome, chromosome, orders)?;
         let ids = self.genome.chromosome_identifier_set(chromosome, orders)?;
         let (module, _) = extract_module(self.model, &masks)?;
-        let logits = module.predict_logits(&self.x, self.batch)?;
+        let logits = module.predict_logits(x, self.batch)?;
         let scores: Vec<f32> = logits
             .narrow(1, class, 1)?
             .squeeze(1)?
             .to_dtype(DType::F32)?
             .to_vec1()?;
+        Ok((scores, ids))
+    }
+
+    fn run_one(&self, class: usize, chromosome: &[u8]) -> Result<SolutionOutput> {
+        let (scores, ids) = self.class_scores(class, chromosome, &self.x)?;
         Ok(SolutionOutput { scores, ids })
     }
 }
@@ -167,5 +194,23 @@ impl PopulationEvaluator for ModelEvaluator<'_> {
         self.cache[class] = next;
         self.seconds += started.elapsed().as_secs_f64();
         Ok(out)
+    }
+
+    fn holdout_labels(&self) -> Option<&[u32]> {
+        self.holdout.as_ref().map(|(_, labels)| labels.as_slice())
+    }
+
+    fn evaluate_holdout(
+        &mut self,
+        class: usize,
+        chromosome: &[u8],
+    ) -> std::result::Result<Option<Vec<f32>>, GaError> {
+        let Some((x, _)) = &self.holdout else {
+            return Ok(None);
+        };
+        let started = std::time::Instant::now();
+        let (scores, _) = self.class_scores(class, chromosome, x)?;
+        self.seconds += started.elapsed().as_secs_f64();
+        Ok(Some(scores))
     }
 }

@@ -86,14 +86,16 @@ mod genome;
 mod importance;
 mod operators;
 mod population;
+mod ratios;
 mod run;
 mod sensitivity;
 
 pub use cnn_models::checkpoint::{Checkpointing, Resume};
 pub use config::{beam_group_sizes, GaConfig, GaPreset, InitStrategy, SelectionSplit, ThetaTable};
 pub use decompose::{
-    decompose, ga_config_for, ga_split, GaDecomposeConfig, GaRecord, GaSplitConfig, GaSplitEvent,
-    GaSplitResult, GenerationSummary, CHECKPOINT_FORMAT, GA_CHECKPOINT, PRELUDE_FILE,
+    decompose, ga_config_for, ga_split, ga_split_with_holdout, near_chance, GaDecomposeConfig,
+    GaRecord, GaSplitConfig, GaSplitEvent, GaSplitResult, GenerationSummary, CHECKPOINT_FORMAT,
+    DEFAULT_PROBE_TOLERANCE, GA_CHECKPOINT, NEAR_CHANCE_MARGIN, PRELUDE_FILE,
     PRELUDE_FORMAT_VERSION, STATE_FILE,
 };
 pub use error::{GaError, Result};
@@ -110,6 +112,9 @@ pub use operators::{crossover, fitness_order, mutate, mutation_count, next_popul
 pub use population::{
     heuristic_population, initial_population, kept_groups, random_population,
     sample_important_groups,
+};
+pub use ratios::{
+    probe_keep_ratios, ratio_lists, InitRatios, RatioProbe, PROBE_DRAWS, PROBE_LADDER,
 };
 pub use run::{
     generation_rng, ChosenGeneration, GaOutcome, GaRun, GaState, GenerationRecord,

@@ -91,7 +91,11 @@ fn decomposed_modules_are_saved_and_compose_as_cnnsplit_compose_loads_them() {
         (16, 20)
     );
     assert_eq!(record.method_fields.generations.len(), 3);
-    assert_eq!(record.method_fields.config, cfg.split_config(model.spec()));
+    // the 4 validation images after the 16 fitness images choose the generation
+    assert_eq!(record.method_fields.holdout_images, 4);
+    let mut expected = cfg.split_config(model.spec());
+    expected.ga.selection_split = splitter_ga::SelectionSplit::Holdout;
+    assert_eq!(record.method_fields.config, expected);
     assert!(record.method_fields.evaluation_fraction.is_some());
 
     let modules = composer::load_modules(

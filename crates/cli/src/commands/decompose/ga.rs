@@ -3,7 +3,10 @@
 
 use anyhow::{bail, Context, Result};
 use cnn_models::{Decomposition, ModelSpec, ParentModel};
-use splitter_ga::{GaDecomposeConfig, GaPreset, GaRecord, GaSplitEvent, InitStrategy};
+use splitter_ga::{
+    GaDecomposeConfig, GaPreset, GaRecord, GaSplitEvent, InitRatios, InitStrategy,
+    DEFAULT_PROBE_TOLERANCE,
+};
 
 use super::target::{prepare, DecomposeTarget};
 use crate::args::*;
@@ -65,6 +68,16 @@ pub fn ga_config(a: &DecomposeArgs, spec: &ModelSpec) -> Result<GaDecomposeConfi
     if !(0.0..=1.0).contains(&confidence) {
         bail!("--confidence must be within [0, 1], got {confidence}");
     }
+    let ratios_given =
+        a.ga_preset.is_some() || a.sensitive_ratios.is_some() || a.other_ratios.is_some();
+    let init_ratios = match a.init_ratios {
+        Some(InitRatiosChoice::Probe) => InitRatios::Probe {
+            tolerance: DEFAULT_PROBE_TOLERANCE,
+        },
+        Some(InitRatiosChoice::Preset) => InitRatios::Config,
+        None if ratios_given => InitRatios::Config,
+        None => d.init_ratios,
+    };
     Ok(GaDecomposeConfig {
         ga: Some(ga),
         confidence,
@@ -72,6 +85,8 @@ pub fn ga_config(a: &DecomposeArgs, spec: &ModelSpec) -> Result<GaDecomposeConfi
         seed: a.seed.unwrap_or(d.seed),
         batch_size: a.eval_batch.unwrap_or(d.batch_size),
         fitness_images: a.fitness_images,
+        holdout_images: a.holdout_images,
+        init_ratios,
     })
 }
 
@@ -84,7 +99,8 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<Decomposition<GaRec
     let classes = model.spec().num_classes;
     let cfg = ga_config(a, model.spec())?;
     let data = p.train_data();
-    let fitness_images = cfg.fitness_indices(&data.val).len();
+    let (fitness, holdout) = cfg.split_indices(&data.val);
+    let fitness_images = fitness.len();
     if fitness_images == 0 {
         bail!(
             "{}: the model's validation part is empty; CNNSplitter needs validation images",
@@ -93,12 +109,14 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<Decomposition<GaRec
     }
     let split = cfg.split_config(model.spec());
     let quiet = g.quiet;
+    let holdout_images = holdout.len();
     if !quiet {
         eprintln!(
-            "CNNSplitter on {} ({classes} classes, {} kernels): {} fitness images, {} generations × {} solutions per class",
+            "CNNSplitter on {} ({classes} classes, {} kernels): {} fitness images, {} holdout images, {} generations × {} solutions per class",
             a.model.display(),
             model.analysis().total_kernels(),
             fitness_images,
+            holdout.len(),
             split.ga.generations,
             split.ga.population
         );
@@ -134,6 +152,22 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<Decomposition<GaRec
                 );
             }
         }
+        GaSplitEvent::RatioProbe(probe) => {
+            if !quiet {
+                eprintln!(
+                    "initial keep ratios measured on the model: base ratio {} (sensitive layers {:?}, others {:?}); composed accuracy per ratio tried: {}",
+                    probe.chosen,
+                    probe.sensitive_ratios,
+                    probe.other_ratios,
+                    probe
+                        .tried
+                        .iter()
+                        .map(|(r, acc)| format!("{r}: {}", pct(*acc)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
         GaSplitEvent::GenerationStart { generation, last } => {
             if pb.is_none() {
                 let b = bar((*last + 1) as u64, "generations", quiet);
@@ -158,9 +192,13 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<Decomposition<GaRec
                 if !quiet {
                     b.suspend(|| {
                         eprintln!(
-                            "generation {:>3}: composed acc {} (top {} / div {:.3}), score {}, mean kernels {:.1}, {:.1}s ({:.0}% evaluating modules)",
+                            "generation {:>3}: composed acc {}{} (top {} / div {:.3}), score {}, mean kernels {:.1}, {:.1}s ({:.0}% evaluating modules)",
                             record.generation,
                             pct(record.best_accuracy),
+                            match (record.selection_accuracy, holdout_images) {
+                                (Some(h), n) if n > 0 => format!(", holdout {}", pct(h)),
+                                _ => String::new(),
+                            },
                             pct(record.top.accuracy),
                             record.top.diversity,
                             record.score.map_or("-".into(), |s| format!("{s:.4}")),
@@ -194,6 +232,7 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<Decomposition<GaRec
         b.finish_and_clear();
     }
     let mut decomposition = decomposition?;
+    decomposition.record.val_split = p.val_split.label().into();
     decomposition.save(target.out)?;
     Ok(decomposition)
 }

@@ -146,6 +146,7 @@ pub fn decompose_grad(
         },
         &mut |ev| progress.event(ev),
     )?;
+    decomposition.record.val_split = p.val_split.label().into();
     decomposition.save(t.out)?;
     Ok(decomposition)
 }

@@ -42,10 +42,21 @@ pub fn decompose(g: &Global, a: DecomposeArgs) -> Result<()> {
         }
         Method::Ga => {
             let d = ga::decompose_ga(g, &a)?;
-            let chosen = format!(
-                "chosen generation {}",
-                d.record.method_fields.chosen_generation
+            let ga = &d.record.method_fields;
+            let mut chosen = format!(
+                "chosen generation {}: composed accuracy {} on the fitness images",
+                ga.chosen_generation,
+                pct(ga.chosen_accuracy)
             );
+            if let Some(h) = ga.chosen_holdout_accuracy {
+                chosen += &format!(", {} on {} holdout images", pct(h), ga.holdout_images);
+            }
+            if ga.near_chance {
+                chosen += &format!(
+                    "; NEAR CHANCE (best {}), every module flagged collapsed",
+                    pct(ga.peak_accuracy)
+                );
+            }
             (d.record.to_json_value()?, d.record.modules, chosen)
         }
     };

@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use cnn_models::decomposition::DECOMPOSITION_FILE;
-use cnn_models::train::DataSplit;
+use cnn_models::val_split::ValidationSplit;
 use cnn_models::TrainData;
 
 use crate::args::*;
-use crate::setup::{device, load_data, ops_for, recorded_split};
+use crate::setup::{device, load_data, ops_for};
 
 /// What a decomposition reads and where it writes: the flags both methods share.
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +51,8 @@ pub struct Prepared {
     pub data: cnn_data::DatasetSplits,
     pub train_idx: Vec<usize>,
     pub val_idx: Vec<usize>,
+    /// The split the indices come from, recorded in `model.json` or assumed.
+    pub val_split: ValidationSplit,
 }
 
 impl Prepared {
@@ -85,11 +87,11 @@ pub fn prepare(g: &Global, t: &DecomposeTarget<'_>) -> Result<Prepared> {
             data.train.num_classes()
         );
     }
-    let split: DataSplit = recorded_split(&meta).unwrap_or(DataSplit::Holdout {
-        val_fraction: 0.2,
-        limit: None,
-    });
-    let (mut train_idx, val_idx) = split.indices(&data.train, meta.seed.unwrap_or(0))?;
+    let val_split = ValidationSplit::of(&meta);
+    if let Some(warning) = val_split.warning(t.model) {
+        tracing::warn!("{warning}");
+    }
+    let (mut train_idx, val_idx) = val_split.split.indices(&data.train, val_split.seed)?;
     if let Some(limit) = t.limit {
         train_idx.truncate(limit);
     }
@@ -108,5 +110,6 @@ pub fn prepare(g: &Global, t: &DecomposeTarget<'_>) -> Result<Prepared> {
         data,
         train_idx,
         val_idx,
+        val_split,
     })
 }
