@@ -477,7 +477,7 @@ pub struct PatchArgs {
     #[arg(long, value_enum, default_value_t = CalibrationChoice::Minmax)]
     pub calibration: CalibrationChoice,
     /// Percentiles LO,HI (0–100) of `--calibration percentile`.
-    #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [5.0, 95.0])]
+    #[arg(long, value_delimiter = ',', value_name = "LO,HI", default_values_t = [5.0, 95.0])]
     pub percentiles: Vec<f64>,
     /// Clip calibrated scores to [0, 1] (off = the reference's rule).
     #[arg(long)]

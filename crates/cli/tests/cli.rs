@@ -338,7 +338,8 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
     changed.extend(["--mutation", "20", "--resume"]);
     fails_with(&changed, &["different settings", "mutation_percent"]);
 
-    // patch the weak model's class 2 with the strong model's module 2, save it, run it
+    // patch the weak model's class 2 with the strong model's module 2, save it, run it (this
+    // tiny GA run leaves module 2 collapsed, F1 = 0: --force patches it anyway)
     let patched = tmp.path().join("patched");
     let rep = ok_json(&[
         "patch",
@@ -348,9 +349,11 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
         p(&modules.join("module_2")),
         "--out",
         p(&patched),
+        "--force",
         "-q",
         "--json",
     ]);
+    assert_eq!(rep["forced"], !mods[2]["collapsed"].is_null());
     assert_eq!(rep["target_class"], "Pullover");
     assert_eq!(rep["report"]["images"], 1000);
     assert_eq!(rep["report"]["target_images"], 100);
@@ -413,6 +416,66 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
         ],
         &["target class `Giraffe` is not one of the model's classes (T-shirt/top, Trouser,"],
     );
+    // a collapsed module is refused with its reasons unless --force
+    let flagged = tmp.path().join("flagged-module");
+    std::fs::create_dir_all(&flagged).unwrap();
+    for f in ["module.json", "module.safetensors"] {
+        std::fs::copy(modules.join("module_2").join(f), flagged.join(f)).unwrap();
+    }
+    let meta = std::fs::read_to_string(flagged.join("module.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    v["collapsed"] =
+        serde_json::json!([{"reason": "empty-layer", "convs": [1]}, {"reason": "zero-f1"}]);
+    std::fs::write(flagged.join("module.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    let patch_flagged = |extra: &[&str]| {
+        let mut args = vec!["patch", "--model", p(&weak), "--module", p(&flagged), "-q"];
+        args.extend(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let refused = patch_flagged(&[]);
+    let refused: Vec<&str> = refused.iter().map(String::as_str).collect();
+    fails_with(
+        &refused,
+        &[
+            "flagged-module (class 2 `Pullover`) is collapsed",
+            "convs [1] kept no kernel",
+            "F1 = 0",
+            "--force",
+        ],
+    );
+    let forced = patch_flagged(&["--force", "--json"]);
+    let forced: Vec<&str> = forced.iter().map(String::as_str).collect();
+    let rep = ok_json(&forced);
+    assert_eq!(rep["forced"], true);
+    assert_eq!(rep["module_collapsed"][1]["reason"], "zero-f1");
+    // percentile calibration reads the module's stored percentiles
+    let pct_args = patch_flagged(&[
+        "--force",
+        "--json",
+        "--calibration",
+        "percentile",
+        "--percentiles",
+        "10,90",
+    ]);
+    let pct_args: Vec<&str> = pct_args.iter().map(String::as_str).collect();
+    let rep = ok_json(&pct_args);
+    assert_eq!(rep["rule"]["calibration"]["kind"], "percentile");
+    assert_eq!(rep["rule"]["calibration"]["p_lo"], 10.0);
+    let table = v["calibration_percentiles"].as_array().unwrap();
+    let lo = rep["rule"]["calibration"]["lo"].as_f64().unwrap();
+    assert!((lo - table[10].as_f64().unwrap()).abs() < 1e-5, "{lo}");
+    // a calibration range with max ≤ min is an error naming the module, forced or not (before,
+    // it patched and predicted the class for nearly every image)
+    v["calibration"] = serde_json::json!([0.5, 0.5]);
+    std::fs::write(flagged.join("module.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    fails_with(
+        &forced,
+        &[
+            "flagged-module (class 2 `Pullover`)",
+            "calibration range max ≤ min",
+        ],
+    );
+
     // a module that takes another input than the weak model
     let odd = tmp.path().join("odd-module");
     std::fs::create_dir_all(&odd).unwrap();

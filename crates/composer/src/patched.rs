@@ -250,6 +250,7 @@ impl<'a> PatchJob<'a> {
         cfg: &PatchConfig,
     ) -> Result<Self> {
         check_same_input(meta, module)?;
+        let column = target_column(meta, module, cfg.target.as_deref())?;
         let name = module_label(module_dir, module);
         if !module.meta.collapsed.is_empty() {
             let reasons = describe_collapse(&module.meta.collapsed);
@@ -261,7 +262,6 @@ impl<'a> PatchJob<'a> {
             }
             tracing::warn!("{name} is collapsed ({reasons}); patching with it anyway (forced)");
         }
-        let column = target_column(meta, module, cfg.target.as_deref())?;
         let calibration = module_calibration(module, cfg.calibration).map_err(|e| match e {
             ComposerError::DegenerateCalibration { lo, hi, .. } => {
                 ComposerError::DegenerateCalibration {

@@ -321,22 +321,19 @@ struct EpochValidation {
 /// The classes whose binary masks `bin` (one `[N, C]` tensor per site) leave some physical
 /// conv without a kept kernel.
 fn empty_layer_classes(analysis: &cnn_models::Analysis, bin: &[Tensor]) -> Result<Vec<usize>> {
-    let mut out = Vec::new();
     let rows: Vec<Vec<Vec<f32>>> = bin
         .iter()
         .map(|t| Ok(t.to_device(&Device::Cpu)?.to_vec2::<f32>()?))
         .collect::<Result<_>>()?;
     let n = rows.first().map_or(0, Vec::len);
-    for c in 0..n {
-        let empty = analysis
-            .convs
-            .iter()
-            .any(|conv| rows[conv.site][c].iter().all(|&v| v <= 0.0));
-        if empty {
-            out.push(c);
-        }
-    }
-    Ok(out)
+    Ok((0..n)
+        .filter(|&c| {
+            analysis
+                .convs
+                .iter()
+                .any(|conv| rows[conv.site][c].iter().all(|&v| v <= 0.0))
+        })
+        .collect())
 }
 
 /// Composed validation accuracy, balanced accuracy, mean kernel count and collapsed classes

@@ -441,3 +441,112 @@ fn checkpoint_format_1_resumes_and_other_versions_are_refused_with_both_versions
     let err = resume(&v2[..v2.len() / 2]);
     assert!(err.contains("gradsplit.json: not valid JSON"), "{err}");
 }
+
+#[test]
+fn krr_patience_stops_a_stalled_search_and_a_resume_stops_at_the_same_epoch() {
+    let (set, train, val) = setup();
+    let model = trained_model(&set, &train, &val);
+    let data = TrainData {
+        set: &set,
+        train,
+        val,
+        format: format16(),
+    };
+    // masks start at 1 and a learning rate of 1e-6 cannot bring one below 0: the mean KRR stays
+    // 1 from the warm-up on, so two mask epochs in a row without a new low stop the search
+    // before the next mask epoch (schedule W M M H | M M H …)
+    let cfg = GradSplitConfig {
+        warmup_epochs: 1,
+        mask_epochs: 9,
+        pattern_mask: 2,
+        pattern_head: 1,
+        mask_lr: 1e-6,
+        batch_size: 16,
+        eval_batch: 32,
+        krr_patience: 2,
+        ..Default::default()
+    };
+    let full = grad_split(&model, &data, &cfg, Checkpointing::Off, &mut |_| {}).unwrap();
+    assert!(full.stopped_early);
+    assert_eq!(full.log.len(), 4, "{:?}", full.log);
+    assert!(full.log.iter().all(|e| e.mean_krr == 1.0));
+    // without patience the same search runs its 10 epochs
+    let uncapped = GradSplitConfig {
+        krr_patience: 0,
+        mask_epochs: 5,
+        ..cfg.clone()
+    };
+    let r = grad_split(&model, &data, &uncapped, Checkpointing::Off, &mut |_| {}).unwrap();
+    assert!(!r.stopped_early);
+    assert_eq!(r.log.len(), 6);
+
+    // a run checkpointed after 3 epochs (without patience), resumed with it, stops where the
+    // uninterrupted run did, with the same losses
+    let dir = tempfile::tempdir().unwrap();
+    let short = GradSplitConfig {
+        mask_epochs: 2,
+        krr_patience: 0,
+        ..cfg.clone()
+    };
+    let ckpt = |resume| Checkpointing::In {
+        dir: dir.path(),
+        resume,
+    };
+    grad_split(&model, &data, &short, ckpt(Resume::Fresh), &mut |_| {}).unwrap();
+    let resumed = grad_split(&model, &data, &cfg, ckpt(Resume::Continue), &mut |_| {}).unwrap();
+    let losses =
+        |r: &splitter_grad::GradSplitResult| r.log.iter().map(|e| e.train_loss).collect::<Vec<_>>();
+    assert!(resumed.stopped_early);
+    assert_eq!(losses(&resumed), losses(&full));
+    assert_eq!(resumed.chosen_epoch, full.chosen_epoch);
+    // resuming a run that stopped early runs nothing more
+    let mut ran = 0;
+    let again = grad_split(&model, &data, &cfg, ckpt(Resume::Continue), &mut |e| {
+        if let GradSplitEvent::EpochStart { .. } = e {
+            ran += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(ran, 0);
+    assert!(again.stopped_early);
+    assert_eq!(again.log.len(), 4);
+}
+
+#[test]
+fn an_imbalanced_validation_part_chooses_by_balanced_accuracy() {
+    let (set, train, val) = setup();
+    let model = trained_model(&set, &train, &val);
+    let cfg = GradSplitConfig {
+        warmup_epochs: 1,
+        mask_epochs: 0,
+        batch_size: 16,
+        eval_batch: 32,
+        ..Default::default()
+    };
+    let run = |val: Vec<usize>| {
+        let data = TrainData {
+            set: &set,
+            train: train.clone(),
+            val,
+            format: format16(),
+        };
+        grad_split(&model, &data, &cfg, Checkpointing::Off, &mut |_| {}).unwrap()
+    };
+    let balanced = run(val.clone());
+    assert_eq!(
+        balanced.selection_metric,
+        splitter_grad::SelectionMetric::Accuracy
+    );
+    // class 0 twice as often as class 3 in the validation part (labels are i % 4)
+    let skewed: Vec<usize> = val
+        .iter()
+        .copied()
+        .filter(|&i| i % 4 != 3 || i < 56)
+        .collect();
+    let r = run(skewed);
+    assert_eq!(
+        r.selection_metric,
+        splitter_grad::SelectionMetric::BalancedAccuracy
+    );
+    assert!(r.log[0].val_balanced_accuracy.is_some());
+}

@@ -77,8 +77,13 @@ impl GradProgress {
                     b.finish_and_clear();
                 }
                 if !quiet {
+                    let collapsed = if r.collapsed_classes.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  collapsed classes {:?}", r.collapsed_classes)
+                    };
                     eprintln!(
-                        "epoch {:>3} {:<6?} loss {:.4}  composed val acc {}  mean kernels {:.1} (KRR {})  {:.1}s",
+                        "epoch {:>3} {:<6?} loss {:.4}  composed val acc {}  mean kernels {:.1} (KRR {})  {:.1}s{collapsed}",
                         r.epoch,
                         r.phase,
                         r.train_loss,
