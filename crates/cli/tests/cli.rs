@@ -338,29 +338,40 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
     changed.extend(["--mutation", "20", "--resume"]);
     fails_with(&changed, &["different settings", "mutation_percent"]);
 
-    // patch the weak model's class 2 with the strong model's module 2, save it, run it (this
-    // tiny GA run leaves module 2 collapsed, F1 = 0: --force patches it anyway)
+    // patch the weak model with the strong model's module of the first class whose score is
+    // not constant (a constant one cannot patch at all), save it, run it; this tiny GA run
+    // leaves most modules collapsed (F1 = 0), so --force patches it anyway
+    let c = mods
+        .iter()
+        .position(|m| {
+            m["collapsed"]
+                .as_array()
+                .is_none_or(|r| r.iter().all(|r| r["reason"] != "constant-score"))
+        })
+        .expect("a module whose score is not constant");
+    let module_c = modules.join(format!("module_{c}"));
+    let class_c = mods[c]["name"].as_str().unwrap().to_string();
     let patched = tmp.path().join("patched");
     let rep = ok_json(&[
         "patch",
         "--model",
         p(&weak),
         "--module",
-        p(&modules.join("module_2")),
+        p(&module_c),
         "--out",
         p(&patched),
         "--force",
         "-q",
         "--json",
     ]);
-    assert_eq!(rep["forced"], !mods[2]["collapsed"].is_null());
-    assert_eq!(rep["target_class"], "Pullover");
+    assert_eq!(rep["forced"], !mods[c]["collapsed"].is_null());
+    assert_eq!(rep["target_class"], class_c.as_str());
     assert_eq!(rep["report"]["images"], 1000);
     assert_eq!(rep["report"]["target_images"], 100);
     let after = rep["report"]["target_after"]["recall"].as_f64().unwrap();
     let ev = ok_json(&["eval", "--model", p(&patched), "-q", "--json"]);
     assert_eq!(ev["patched"], true);
-    let recall2 = ev["evaluation"]["per_class"][2]["recall"].as_f64().unwrap();
+    let recall2 = ev["evaluation"]["per_class"][c]["recall"].as_f64().unwrap();
     assert!(
         (recall2 - after).abs() < 1e-9,
         "eval of the saved patch agrees with patch: {recall2} vs {after}"
@@ -392,9 +403,10 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
             "--model",
             p(&weak),
             "--module",
-            p(&modules.join("module_3")),
+            p(&module_c),
             "--out",
             p(&patched),
+            "--force",
         ],
         &["already holds a patched model"],
     );
@@ -410,7 +422,7 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
             "--model",
             p(&weak),
             "--module",
-            p(&modules.join("module_2")),
+            p(&module_c),
             "--target",
             "Giraffe",
         ],
@@ -420,7 +432,7 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
     let flagged = tmp.path().join("flagged-module");
     std::fs::create_dir_all(&flagged).unwrap();
     for f in ["module.json", "module.safetensors"] {
-        std::fs::copy(modules.join("module_2").join(f), flagged.join(f)).unwrap();
+        std::fs::copy(module_c.join(f), flagged.join(f)).unwrap();
     }
     let meta = std::fs::read_to_string(flagged.join("module.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&meta).unwrap();
@@ -434,10 +446,12 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
     };
     let refused = patch_flagged(&[]);
     let refused: Vec<&str> = refused.iter().map(String::as_str).collect();
+    let named = format!("flagged-module (class {c} `{class_c}`)");
+    let named_collapsed = format!("{named} is collapsed");
     fails_with(
         &refused,
         &[
-            "flagged-module (class 2 `Pullover`) is collapsed",
+            named_collapsed.as_str(),
             "convs [1] kept no kernel",
             "F1 = 0",
             "--force",
@@ -468,19 +482,13 @@ fn ga_decompose_then_patch_a_weak_model_and_run_it() {
     // it patched and predicted the class for nearly every image)
     v["calibration"] = serde_json::json!([0.5, 0.5]);
     std::fs::write(flagged.join("module.json"), serde_json::to_vec(&v).unwrap()).unwrap();
-    fails_with(
-        &forced,
-        &[
-            "flagged-module (class 2 `Pullover`)",
-            "calibration range max ≤ min",
-        ],
-    );
+    fails_with(&forced, &[named.as_str(), "calibration range max ≤ min"]);
 
     // a module that takes another input than the weak model
     let odd = tmp.path().join("odd-module");
     std::fs::create_dir_all(&odd).unwrap();
     for f in ["module.json", "module.safetensors"] {
-        std::fs::copy(modules.join("module_2").join(f), odd.join(f)).unwrap();
+        std::fs::copy(module_c.join(f), odd.join(f)).unwrap();
     }
     let meta = std::fs::read_to_string(odd.join("module.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&meta).unwrap();
