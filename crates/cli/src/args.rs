@@ -253,11 +253,12 @@ pub struct DemoArgs {
     /// Training epochs.
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
-    /// GradSplitter epochs after its warm-up (the demo uses a short schedule).
-    #[arg(long, default_value_t = 4)]
+    /// GradSplitter epochs after its 2 warm-up epochs, in a [2 mask, 1 head] pattern (the demo
+    /// uses a short schedule with λ = 0.5).
+    #[arg(long, default_value_t = 6)]
     pub split_epochs: usize,
     /// Training images the GradSplitter demo run uses.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 1024)]
     pub split_images: usize,
     /// Width multiplier of the SimCNN.
     #[arg(long, default_value_t = 0.25)]
