@@ -358,6 +358,9 @@ pub struct DecomposeArgs {
     /// Learning rate of later head phases [default: 0.001].
     #[arg(long)]
     pub head_lr: Option<f64>,
+    /// Learning rate of the heads in mask phases [default: the mask rate, as the spec].
+    #[arg(long)]
+    pub mask_phase_head_lr: Option<f64>,
     /// Mini-batch size [default: 64].
     #[arg(long)]
     pub batch_size: Option<usize>,

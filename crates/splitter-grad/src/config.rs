@@ -46,6 +46,11 @@ pub struct GradSplitConfig {
     pub mask_lr: f64,
     /// Adam learning rate of later head phases.
     pub head_lr: f64,
+    /// Adam learning rate of the heads in mask phases; `None` (the spec): the mask rate
+    /// `mask_lr`. A large mask rate prunes in few epochs, but at that rate the heads are thrown
+    /// off; this keeps them at their own pace (design §5.6).
+    #[serde(default)]
+    pub mask_phase_head_lr: Option<f64>,
     /// Weight λ of the kernel term in mask phases.
     pub lambda: f64,
     /// Adam β1.
@@ -83,6 +88,7 @@ impl Default for GradSplitConfig {
             warmup_lr: 0.01,
             mask_lr: 0.001,
             head_lr: 0.001,
+            mask_phase_head_lr: None,
             lambda: 0.1,
             beta1: 0.9,
             beta2: 0.999,
@@ -154,6 +160,10 @@ impl GradSplitConfig {
             ("warmup_lr", self.warmup_lr),
             ("mask_lr", self.mask_lr),
             ("head_lr", self.head_lr),
+            (
+                "mask_phase_head_lr",
+                self.mask_phase_head_lr.unwrap_or(self.mask_lr),
+            ),
             ("eps", self.eps),
         ] {
             if !(v.is_finite() && v > 0.0) {

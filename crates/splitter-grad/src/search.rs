@@ -250,7 +250,7 @@ impl MaskSearchStep {
                 .zip(&heads)
                 .map(|(k, v)| (format!("head.{k}"), v.clone())),
         );
-        let adam = Adam::new(params, cfg.mask_lr, cfg)?;
+        let adam = Adam::new(params, cfg.mask_lr, cfg)?.with_head_lr(cfg.mask_phase_head_lr);
         Ok(Self {
             masks,
             heads,
@@ -519,7 +519,12 @@ pub fn grad_split(
         let started = Instant::now();
         let (lr, lambda) = cfg.phase_params(phase);
         if st.adam.as_ref().map(|(p, _)| *p) != Some(phase) {
-            st.adam = Some((phase, Adam::new(st.params(phase), lr, cfg)?));
+            let head_lr = match phase {
+                Phase::Mask => cfg.mask_phase_head_lr,
+                _ => None,
+            };
+            let adam = Adam::new(st.params(phase), lr, cfg)?.with_head_lr(head_lr);
+            st.adam = Some((phase, adam));
         }
         let batches = Batches::new(
             data.set,

@@ -21,6 +21,7 @@ pub fn grad_config(a: &DecomposeArgs) -> GradSplitConfig {
         warmup_lr: a.warmup_lr.unwrap_or(d.warmup_lr),
         mask_lr: a.mask_lr.unwrap_or(d.mask_lr),
         head_lr: a.head_lr.unwrap_or(d.head_lr),
+        mask_phase_head_lr: a.mask_phase_head_lr.or(d.mask_phase_head_lr),
         lambda: a.lambda.unwrap_or(d.lambda),
         batch_size: a.batch_size.unwrap_or(d.batch_size),
         mask_init: match a.mask_init {
