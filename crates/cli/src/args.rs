@@ -253,9 +253,9 @@ pub struct DemoArgs {
     /// Training epochs.
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
-    /// GradSplitter epochs after its 2 warm-up epochs, in a [2 mask, 1 head] pattern (the demo
-    /// uses a short schedule with λ = 0.5).
-    #[arg(long, default_value_t = 6)]
+    /// GradSplitter epochs after its 2 warm-up epochs, in a [2 mask, 2 head] pattern (the demo
+    /// uses a short schedule with λ = 1.0).
+    #[arg(long, default_value_t = 8)]
     pub split_epochs: usize,
     /// Training images the GradSplitter demo run uses.
     #[arg(long, default_value_t = 1024)]

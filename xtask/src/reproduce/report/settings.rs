@@ -156,6 +156,15 @@ pub const SPEC_SETTINGS: &[SpecSetting] = &[
         ours: |c| c.gs_head_lr.to_string(),
     },
     SpecSetting {
+        id: "gs-mask-head-lr",
+        what: "GradSplitter heads' learning rate in mask phases",
+        spec: "the mask rate",
+        ours: |c| match c.gs_mask_phase_head_lr {
+            None => "the mask rate".into(),
+            Some(lr) => lr.to_string(),
+        },
+    },
+    SpecSetting {
         id: "gs-images",
         what: "GradSplitter training images",
         spec: "the estimator's whole 80 % training part",
@@ -353,9 +362,9 @@ mod tests {
         for d in differences(&cfg) {
             assert!(d.why.is_some(), "fashion: no reason for {}", d.setting);
         }
-        // fashion keeps the spec's λ and pattern; changing λ without a reason is reported
-        assert!(!differences(&cfg).iter().any(|d| d.setting == "gs-lambda"));
-        cfg.gs_lambda = 1.0;
+        // fashion changes λ with a reason; a change without one is reported as such
+        assert!(differences(&cfg).iter().any(|d| d.setting == "gs-lambda"));
+        cfg.reasons.retain(|(id, _)| id != "gs-lambda");
         let d = differences(&cfg)
             .into_iter()
             .find(|d| d.setting == "gs-lambda")
