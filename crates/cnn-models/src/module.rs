@@ -644,9 +644,16 @@ pub fn module_from_parts(
     Ok(Module { model, head, meta })
 }
 
-/// The `p`-th percentile (0–100) of sorted values, interpolating linearly between the two
-/// nearest ranks like numpy's default.
-fn percentile_of_sorted(sorted: &[f64], p: f64) -> f64 {
+/// The `p`-th percentile (0–100) of sorted, non-empty values, interpolating linearly between
+/// the two nearest ranks like numpy's default; the one percentile rule of module calibration
+/// (stored percentiles here, `composer::Calibration::fit_percentile` there).
+///
+/// ```
+/// use cnn_models::module::percentile_of_sorted;
+/// assert_eq!(percentile_of_sorted(&[0.0, 1.0, 2.0, 10.0], 50.0), 1.5);
+/// assert_eq!(percentile_of_sorted(&[3.0], 90.0), 3.0);
+/// ```
+pub fn percentile_of_sorted(sorted: &[f64], p: f64) -> f64 {
     let rank = p / 100.0 * (sorted.len() - 1) as f64;
     let below = rank.floor() as usize;
     let above = (below + 1).min(sorted.len() - 1);

@@ -1,5 +1,6 @@
 //! Calibration of module scores before patching (design §7).
 
+use cnn_models::module::percentile_of_sorted;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ComposerError, Result};
@@ -51,17 +52,6 @@ fn check_scores(scores: &[f32]) -> Result<()> {
     Ok(())
 }
 
-/// The `p`-th percentile (0–100) of sorted values, interpolating linearly between the two
-/// nearest ranks like numpy's default.
-fn percentile_of_sorted(sorted: &[f32], p: f64) -> f32 {
-    let rank = p / 100.0 * (sorted.len() - 1) as f64;
-    let below = rank.floor() as usize;
-    let above = (below + 1).min(sorted.len() - 1);
-    let frac = rank - below as f64;
-    let (a, b) = (f64::from(sorted[below]), f64::from(sorted[above]));
-    (a + frac * (b - a)) as f32
-}
-
 impl Calibration {
     /// Min–max calibration fitted on the module's scores over the calibration images.
     pub fn fit_minmax(scores: &[f32]) -> Result<Self> {
@@ -77,13 +67,13 @@ impl Calibration {
         if !(0.0..=100.0).contains(&p_lo) || !(0.0..=100.0).contains(&p_hi) || p_lo > p_hi {
             return Err(ComposerError::InvalidPercentile { lo: p_lo, hi: p_hi });
         }
-        let mut sorted = scores.to_vec();
-        sorted.sort_by(f32::total_cmp);
+        let mut sorted: Vec<f64> = scores.iter().map(|&v| f64::from(v)).collect();
+        sorted.sort_by(f64::total_cmp);
         Ok(Calibration::Percentile {
             p_lo,
             p_hi,
-            lo: percentile_of_sorted(&sorted, p_lo),
-            hi: percentile_of_sorted(&sorted, p_hi),
+            lo: percentile_of_sorted(&sorted, p_lo) as f32,
+            hi: percentile_of_sorted(&sorted, p_hi) as f32,
         })
     }
 
