@@ -277,6 +277,18 @@ pub enum Method {
     Ga,
 }
 
+/// Which images of the training part `decompose --limit N` keeps (design §5.6).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitSampling {
+    /// Class-balanced when the part's largest class count exceeds 1.5× its smallest (a
+    /// Dirichlet estimator's), else the first N.
+    Auto,
+    /// The first N images of the part.
+    First,
+    /// ⌈N / classes⌉ of every class in turn, in the part's order.
+    Balanced,
+}
+
 /// Initial population of CNNSplitter.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InitChoice {
@@ -367,9 +379,13 @@ pub struct DecomposeArgs {
     /// Seed (heads, mask init, data order; the GA's draws) [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Use only the first N images of the training part (quick runs).
+    /// Use only N images of the training part (quick runs); which ones: --limit-sampling.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Which N images --limit keeps: `auto` (class-balanced on a class-imbalanced training
+    /// part, else the first N), `first`, or `balanced`.
+    #[arg(long, value_enum, default_value_t = LimitSampling::Auto)]
+    pub limit_sampling: LimitSampling,
     /// Continue an interrupted run from OUT/checkpoint (same flags required, except --epochs
     /// (grad) and --generations (ga), which may change to stop a run early or run it longer).
     #[arg(long)]

@@ -210,6 +210,42 @@ fn decompose_warns_about_and_records_an_assumed_split() {
         "{stderr}"
     );
     assert_eq!(read_record(&recorded)["val_split"], "recorded");
+    // --limit's sample is recorded; `balanced` takes it class by class
+    let sample = read_record(&recorded)["train_sample"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        sample == "first-32" || sample == "class-balanced-32",
+        "{sample}"
+    );
+    for (how, recorded_as) in [("first", "first-32"), ("balanced", "class-balanced-32")] {
+        let out = tmp.path().join(how);
+        let run = common::cnnsplit(&[
+            "decompose",
+            "--model",
+            p(&model),
+            "--out",
+            p(&out),
+            "--warmup-epochs",
+            "1",
+            "--epochs",
+            "1",
+            "--limit",
+            "32",
+            "--limit-sampling",
+            how,
+            "--batch-size",
+            "32",
+            "-q",
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(read_record(&out)["train_sample"], recorded_as);
+    }
 
     // without a recorded split (as after `import`), the assumed one is announced and recorded
     let meta_path = model.join("model.json");

@@ -53,8 +53,8 @@ pub use dataset::{
 pub use error::DataError;
 pub use set::{DatasetSplits, ImageSet, ImageShape};
 pub use split::{
-    dirichlet_subset, dirichlet_subset_detailed, head_split, stratified_split, train_val_split,
-    DirichletSubset, MAX_DIRICHLET_DRAWS,
+    class_balanced_prefix, dirichlet_subset, dirichlet_subset_detailed, head_split,
+    stratified_split, train_val_split, DirichletSubset, MAX_DIRICHLET_DRAWS,
 };
 pub use transform::{to_tensor, Augment, Batches, InputFormat, Normalization};
 pub use util::{decode_maybe_gzip, gzip_deterministic, read_maybe_gzip, sha256_bytes, sha256_file};

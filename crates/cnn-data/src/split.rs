@@ -59,6 +59,64 @@ pub fn stratified_split(
     (train, val)
 }
 
+/// At most `n` of `indices`, taken in turn from each class (a class that runs out leaves its
+/// turns to the others), in the order they appear in `indices`; returned in that order.
+/// `labels[i]` is the class of image `i`. On a class-imbalanced training part (a Dirichlet
+/// estimator's) the first `n` indices may hold a handful of a rare class's images; this
+/// sample holds `⌈n / classes⌉` of every class that has that many (design §5.6).
+///
+/// ```
+/// use cnn_data::class_balanced_prefix;
+/// // classes 0 0 0 0 0 1 2 — the first 3 indices would be all class 0
+/// let labels = [0u16, 0, 0, 0, 0, 1, 2];
+/// let order = [4, 0, 3, 5, 1, 6, 2];
+/// assert_eq!(class_balanced_prefix(&order, &labels, 3), vec![4, 5, 6]);
+/// assert_eq!(class_balanced_prefix(&order, &labels, 5), vec![4, 0, 3, 5, 6]);
+/// assert_eq!(class_balanced_prefix(&order, &labels, 99), order.to_vec());
+/// ```
+pub fn class_balanced_prefix(indices: &[usize], labels: &[u16], n: usize) -> Vec<usize> {
+    if n >= indices.len() {
+        return indices.to_vec();
+    }
+    let num = indices
+        .iter()
+        .filter_map(|&i| labels.get(i))
+        .copied()
+        .max()
+        .map_or(0, |m| usize::from(m) + 1);
+    // positions in `indices` of each class's images, in order
+    let mut per_class: Vec<Vec<usize>> = vec![Vec::new(); num];
+    for (pos, &i) in indices.iter().enumerate() {
+        if let Some(&l) = labels.get(i) {
+            per_class[usize::from(l)].push(pos);
+        }
+    }
+    let mut chosen = vec![false; indices.len()];
+    let (mut taken, mut round) = (0, 0);
+    while taken < n {
+        let mut any = false;
+        for class in &per_class {
+            if taken == n {
+                break;
+            }
+            if let Some(&pos) = class.get(round) {
+                chosen[pos] = true;
+                taken += 1;
+                any = true;
+            }
+        }
+        if !any {
+            break;
+        }
+        round += 1;
+    }
+    indices
+        .iter()
+        .zip(&chosen)
+        .filter_map(|(&i, &c)| c.then_some(i))
+        .collect()
+}
+
 /// File-order split of `0..n` (no shuffling): the first `⌊fraction·n⌋` indices and the rest.
 /// With 0.2 on an official test split this gives the module-evaluation set and the test
 /// set of design §2.3.

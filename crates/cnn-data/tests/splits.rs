@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 
 use cnn_data::{
-    dirichlet_subset, dirichlet_subset_detailed, head_split, stratified_split, train_val_split,
+    class_balanced_prefix, dirichlet_subset, dirichlet_subset_detailed, head_split,
+    stratified_split, train_val_split,
 };
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -103,5 +104,77 @@ proptest! {
         prop_assert_eq!(kept[imax], counts[imax]);
         // Same seed, same subset.
         prop_assert_eq!(dirichlet_subset(&labels, n, alpha, min_size, seed), (train, val));
+    }
+}
+
+/// A Dirichlet estimator's training part: class 0 has 500 images, class 9 has 8. The first
+/// 100 indices hold about one image of class 9; the balanced sample holds all 8 of
+/// class 9 and 10 or 11 of the others (the regression behind `decompose --limit-sampling`, design §5.6).
+#[test]
+fn class_balanced_prefix_gives_rare_classes_their_share() {
+    let counts = [500usize, 300, 200, 150, 100, 60, 40, 20, 12, 8];
+    let mut labels = Vec::new();
+    for (c, &k) in counts.iter().enumerate() {
+        labels.extend(std::iter::repeat_n(c as u16, k));
+    }
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    use rand::seq::SliceRandom;
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(7));
+    let per_class = |idx: &[usize]| {
+        let mut k = [0usize; 10];
+        for &i in idx {
+            k[usize::from(labels[i])] += 1;
+        }
+        k
+    };
+    let first = per_class(&order[..100]);
+    assert!(first[9] <= 2, "{first:?}");
+    let balanced = class_balanced_prefix(&order, &labels, 100);
+    assert_eq!(
+        per_class(&balanced),
+        [11, 11, 10, 10, 10, 10, 10, 10, 10, 8]
+    );
+    // 200 images: class 9 has only 8, its turns go to the others in class order
+    let balanced = class_balanced_prefix(&order, &labels, 200);
+    assert_eq!(balanced.len(), 200);
+    assert_eq!(
+        per_class(&balanced),
+        [23, 23, 23, 23, 23, 23, 22, 20, 12, 8]
+    );
+}
+
+proptest! {
+    /// The sample is a subsequence of the indices, of size min(n, len), made of each class's
+    /// first images, and fair: a class that did not run out has at most one image fewer than
+    /// any other class.
+    #[test]
+    fn class_balanced_prefix_is_a_fair_ordered_subsample(
+        labels in prop::collection::vec(0u16..6, 0..120),
+        n in 0usize..150,
+        seed in 0u64..1000,
+    ) {
+        use rand::seq::SliceRandom;
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let out = class_balanced_prefix(&order, &labels, n);
+        prop_assert_eq!(out.len(), n.min(order.len()));
+        // a subsequence of `order`
+        let mut it = order.iter();
+        for i in &out {
+            prop_assert!(it.any(|j| j == i));
+        }
+        let count = |c: u16, idx: &[usize]| idx.iter().filter(|&&i| labels[i] == c).count();
+        for c in 0..6u16 {
+            // each class's images are its first ones in `order`
+            let mine: Vec<usize> = out.iter().copied().filter(|&i| labels[i] == c).collect();
+            let firsts: Vec<usize> =
+                order.iter().copied().filter(|&i| labels[i] == c).take(mine.len()).collect();
+            prop_assert_eq!(&mine, &firsts);
+            if count(c, &out) < count(c, &order) {
+                for d in 0..6u16 {
+                    prop_assert!(count(d, &out) <= count(c, &out) + 1);
+                }
+            }
+        }
     }
 }

@@ -281,6 +281,10 @@ pub struct DecompositionRecord<M> {
     /// overlap the model's training images); empty when the writer did not say.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub val_split: String,
+    /// Which images of the training part the search used when it was limited (`--limit`):
+    /// `first-N` or `class-balanced-N` (design §5.6); empty when it used the whole part.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub train_sample: String,
     /// The method's own fields.
     #[serde(flatten)]
     pub method_fields: M,
@@ -303,6 +307,7 @@ impl<M> DecompositionRecord<M> {
             seconds: 0.0,
             crate_version: env!("CARGO_PKG_VERSION").into(),
             val_split: String::new(),
+            train_sample: String::new(),
             method_fields,
         }
     }

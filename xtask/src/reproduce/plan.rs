@@ -361,7 +361,7 @@ impl PresetConfig {
                     ("gs-head-lr", "0.005, the head rate of the measurements in docs/results/gs-settings/; the heads retrain from a fresh optimiser in each short head phase"),
                     ("gs-mask-head-lr", "at the large mask rate the spec's shared rate throws the heads off in every mask phase: on the demo's model, λ 0.5 with shared rate 0.05 kept 83.2 % of the kernels at −2.4 pp, with heads at 0.005 78.4 % at −0.8 pp (docs/results/gs-settings/, docs/results/demo/)"),
                     ("gs-mask-lr", "at the spec's 0.001 a mask entry starting at 1 needs about 1,000 Adam steps to reach 0, and 9 epochs of 1,200 images give under 200; the preset runs the spec's 0.001 beside 0.05 on simcnn-second (`grad-spec-simcnn-second` in T2 and the GradSplitter plot) so the report shows the KRR and accuracy curves of both"),
-                    ("gs-images", CPU_BUDGET),
+                    ("gs-images", "1,200 images per decomposition fit the CPU budget; they are a class-balanced sample of the training part (`--limit-sampling balanced`), because the first 1,200 images of a Dirichlet estimator's part hold a handful of its rare classes: measured at 2ac8eca/c96963c, simcnn-est1 then had 3 collapsed modules of 10 and composed to 49.0 % test accuracy against the model's 76.9 %, est2 had 2; with a class-balanced 1,200 est1 had none, kept 65.8 % of its kernels and composed to 75.3 % (design §5.6)"),
                     ("ga-generations", CPU_BUDGET),
                     ("ga-population", CPU_BUDGET),
                     ("ga-parents", "half the population, as the spec's 50 of 100"),
@@ -675,6 +675,7 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
             ("--mask-lr", s(mask_lr)),
             ("--head-lr", s(head_lr)),
             ("--limit", s(cfg.gs_limit)),
+            ("--limit-sampling", s("balanced")),
             ("--krr-patience", s(cfg.gs_krr_patience)),
         ] {
             a.push(k.into());

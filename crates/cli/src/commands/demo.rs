@@ -85,6 +85,7 @@ pub fn demo(g: &Global, a: DemoArgs) -> Result<()> {
         dataset: None,
         out: &modules_dir,
         limit: Some(a.split_images),
+        limit_sampling: LimitSampling::Auto,
         resume: false,
     };
     let record = decompose_grad(g, &target, &split_config)?.record;

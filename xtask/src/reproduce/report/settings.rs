@@ -172,7 +172,7 @@ pub const SPEC_SETTINGS: &[SpecSetting] = &[
             if c.gs_limit as f64 >= 0.8 * c.train_images as f64 {
                 "the estimator's whole 80 % training part".into()
             } else {
-                format!("{} of it", c.gs_limit)
+                format!("{} of it, class-balanced", c.gs_limit)
             }
         },
     },

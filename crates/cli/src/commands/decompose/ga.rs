@@ -233,6 +233,7 @@ pub fn decompose_ga(g: &Global, a: &DecomposeArgs) -> Result<Decomposition<GaRec
     }
     let mut decomposition = decomposition?;
     decomposition.record.val_split = p.val_split.label().into();
+    decomposition.record.train_sample = p.train_sample.clone();
     decomposition.save(target.out)?;
     Ok(decomposition)
 }

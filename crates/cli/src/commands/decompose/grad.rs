@@ -153,6 +153,7 @@ pub fn decompose_grad(
         &mut |ev| progress.event(ev),
     )?;
     decomposition.record.val_split = p.val_split.label().into();
+    decomposition.record.train_sample = p.train_sample.clone();
     decomposition.save(t.out)?;
     Ok(decomposition)
 }

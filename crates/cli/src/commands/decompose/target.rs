@@ -19,8 +19,10 @@ pub struct DecomposeTarget<'a> {
     pub dataset: Option<&'a str>,
     /// Output directory.
     pub out: &'a Path,
-    /// Use only the first N images of the training part.
+    /// Use only N images of the training part.
     pub limit: Option<usize>,
+    /// Which N images `limit` keeps.
+    pub limit_sampling: LimitSampling,
     /// Continue from `out/checkpoint`.
     pub resume: bool,
 }
@@ -33,6 +35,7 @@ impl<'a> DecomposeTarget<'a> {
             dataset: a.dataset.as_deref(),
             out: &a.out,
             limit: a.limit,
+            limit_sampling: a.limit_sampling,
             resume: a.resume,
         }
     }
@@ -53,6 +56,8 @@ pub struct Prepared {
     pub val_idx: Vec<usize>,
     /// The split the indices come from, recorded in `model.json` or assumed.
     pub val_split: ValidationSplit,
+    /// `first-N` or `class-balanced-N` when `--limit` cut the training part, else empty.
+    pub train_sample: String,
 }
 
 impl Prepared {
@@ -92,9 +97,28 @@ pub fn prepare(g: &Global, t: &DecomposeTarget<'_>) -> Result<Prepared> {
         tracing::warn!("{warning}");
     }
     let (mut train_idx, val_idx) = val_split.split.indices(&data.train, val_split.seed)?;
-    if let Some(limit) = t.limit {
-        train_idx.truncate(limit);
-    }
+    let train_sample = match t.limit {
+        Some(limit) if limit < train_idx.len() => {
+            let labels = &data.train.labels;
+            let balanced = match t.limit_sampling {
+                LimitSampling::First => false,
+                LimitSampling::Balanced => true,
+                LimitSampling::Auto => {
+                    let part: Vec<u32> = train_idx.iter().map(|&i| u32::from(labels[i])).collect();
+                    cnn_models::metrics::class_count_ratio(&part, data.train.num_classes())
+                        > splitter_grad::IMBALANCE_RATIO
+                }
+            };
+            if balanced {
+                train_idx = cnn_data::class_balanced_prefix(&train_idx, labels, limit);
+                format!("class-balanced-{}", train_idx.len())
+            } else {
+                train_idx.truncate(limit);
+                format!("first-{limit}")
+            }
+        }
+        _ => String::new(),
+    };
     if t.out.join(DECOMPOSITION_FILE).exists() && !t.resume {
         bail!(
             "{} already holds a decomposition: choose another --out, delete it, or pass --resume",
@@ -111,5 +135,6 @@ pub fn prepare(g: &Global, t: &DecomposeTarget<'_>) -> Result<Prepared> {
         train_idx,
         val_idx,
         val_split,
+        train_sample,
     })
 }
