@@ -84,6 +84,9 @@ fn job_record_path(work: &Path, id: &str) -> PathBuf {
 pub struct JobRecord {
     /// Slurm job id.
     pub job_id: String,
+    /// Slurm job name (`cnnsplit-<preset>-<step>`): a queued job with the same id but another
+    /// name (a restarted cluster reuses ids) is not this one.
+    pub name: String,
     /// The job's log file.
     pub log: PathBuf,
 }
@@ -104,6 +107,7 @@ fn read_job(work: &Path, id: &str) -> Result<Option<JobRecord>> {
     };
     Ok(Some(JobRecord {
         job_id: job.to_string(),
+        name: v["job_name"].as_str().unwrap_or_default().to_string(),
         log: PathBuf::from(log),
     }))
 }
@@ -130,14 +134,22 @@ fn slurm_cmd(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The jobs of this user in the queue: job id → state.
-fn queue() -> Result<HashMap<String, String>> {
-    let text = slurm_cmd("squeue", &["--me", "--noheader", "--format=%i|%T"])?;
+/// The jobs of this user in the queue: job id → (state, job name).
+fn queue() -> Result<HashMap<String, (String, String)>> {
+    let text = slurm_cmd("squeue", &["--me", "--noheader", "--format=%i|%T|%j"])?;
     Ok(text
         .lines()
-        .filter_map(|l| l.split_once('|'))
-        .map(|(id, st)| (id.trim().to_string(), st.trim().to_string()))
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '|').map(str::trim);
+            let (id, st, name) = (f.next()?, f.next()?, f.next()?);
+            Some((id.to_string(), (st.to_string(), name.to_string())))
+        })
         .collect())
+}
+
+/// The Slurm job name of a step's (or the report's) job.
+fn job_name(preset: &str, id: &str) -> String {
+    format!("cnnsplit-{preset}-{id}")
 }
 
 /// The final Slurm state of an ended job (`scontrol`, then `sacct`), if Slurm still knows it.
@@ -213,7 +225,7 @@ impl StepState {
 fn state_of(
     work: &Path,
     id: &str,
-    queue: &mut Option<HashMap<String, String>>,
+    queue: &mut Option<HashMap<String, (String, String)>>,
 ) -> Result<StepState> {
     let record = work.join("records").join(format!("{id}.json"));
     if record.exists() {
@@ -228,15 +240,22 @@ fn state_of(
     if queue.is_none() {
         *queue = Some(queue_or_explain()?);
     }
-    let q = queue.as_ref().map(|q| q.get(&job.job_id).cloned());
-    Ok(match q.flatten() {
+    let q = queue
+        .as_ref()
+        .and_then(|q| q.get(&job.job_id))
+        .filter(|(_, name)| job.name.is_empty() || *name == job.name)
+        .map(|(st, _)| st.clone());
+    Ok(match q {
         Some(st) if st == "PENDING" || st == "REQUEUED" || st == "REQUEUE_HOLD" => {
             StepState::Queued(job)
         }
         Some(st) if LIVE.contains(&st.as_str()) => StepState::Running(job),
         _ => {
             let st = ended_state(&job.job_id);
-            if job.log.exists() {
+            if id == REPORT_JOB && st.as_deref() == Some("COMPLETED") {
+                // the report job writes no step record; Slurm's word is its record
+                StepState::Done(Some(job.job_id))
+            } else if job.log.exists() {
                 StepState::Failed(job, st)
             } else {
                 StepState::Cancelled(job, st)
@@ -246,7 +265,7 @@ fn state_of(
 }
 
 /// `queue()`, with a hint when Slurm does not answer.
-fn queue_or_explain() -> Result<HashMap<String, String>> {
+fn queue_or_explain() -> Result<HashMap<String, (String, String)>> {
     queue().context(
         "asking Slurm which jobs are queued (job records exist in <out>/work/slurm/jobs/); set SLURM_CONF or run where the cluster's commands work",
     )
@@ -329,7 +348,7 @@ impl Jobs<'_> {
         }) as u64;
         let mut s = String::from("#!/bin/bash\n");
         let mut opt = |o: String| s.push_str(&format!("#SBATCH {o}\n"));
-        opt(format!("--job-name=cnnsplit-{}-{id}", self.preset));
+        opt(format!("--job-name={}", job_name(self.preset, id)));
         opt(format!("--output={}", log.display()));
         opt(format!(
             "--cpus-per-task={}",
@@ -560,7 +579,8 @@ pub fn submit_and_wait(a: &ReproduceArgs, tree: &Path, out: &Path, steps: &[Step
         let log = PathBuf::from(p.log_pattern.to_string_lossy().replace("%j", &job));
         let record = json!({
             "format": JOB_FORMAT, "format_version": JOB_FORMAT_VERSION,
-            "step": p.id, "job_id": job, "script": p.script, "log": log,
+            "step": p.id, "job_id": job, "job_name": job_name(a.preset.name(), &p.id),
+            "script": p.script, "log": log,
             "after": deps, "submitted_unix": std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         });
@@ -642,7 +662,7 @@ fn wait_for_jobs(work: &Path, steps: &[Step]) -> Result<()> {
         let q = queue()?;
         let waiting = ids
             .iter()
-            .filter(|j| q.get(*j).is_some_and(|s| LIVE.contains(&s.as_str())))
+            .filter(|j| q.get(*j).is_some_and(|(s, _)| LIVE.contains(&s.as_str())))
             .count();
         if waiting == 0 {
             return Ok(());
