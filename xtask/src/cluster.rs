@@ -40,17 +40,29 @@ fn ensure_installed() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let uid = Command::new("id").arg("-u").output().context("running `id -u`")?;
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .context("running `id -u`")?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         bail!(
             "{} not found; install them as root: `apt-get install -y slurm-wlm munge`",
             missing.join(", ")
         );
     }
-    eprintln!("{} not found: apt-get install -y slurm-wlm munge", missing.join(", "));
+    eprintln!(
+        "{} not found: apt-get install -y slurm-wlm munge",
+        missing.join(", ")
+    );
     let install = || {
         Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "slurm-wlm", "munge"])
+            .args([
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "slurm-wlm",
+                "munge",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
     };
@@ -198,7 +210,10 @@ fn wait_until(secs: u64, what: &str, log: &Path, mut ok: impl FnMut() -> bool) -
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    bail!("{what} did not happen within {secs} s; see {}", log.display())
+    bail!(
+        "{what} did not happen within {secs} s; see {}",
+        log.display()
+    )
 }
 
 /// `cargo xtask cluster up`.
@@ -208,7 +223,10 @@ pub fn up() -> Result<()> {
     let conf = dir.join("slurm.conf");
     let running = read_pids(&dir)?;
     if !running.is_empty() && running.iter().all(|(n, p)| runs(*p, n)) {
-        eprintln!("the cluster is already up (pids in {})", dir.join("daemons.json").display());
+        eprintln!(
+            "the cluster is already up (pids in {})",
+            dir.join("daemons.json").display()
+        );
         println!("export SLURM_CONF={}", conf.display());
         return Ok(());
     }
@@ -236,8 +254,11 @@ pub fn up() -> Result<()> {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400))?;
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    std::fs::write(&conf, slurm_conf(&dir, &host_name()?, cpus, node_memory_mb()?))
-        .with_context(|| format!("writing {}", conf.display()))?;
+    std::fs::write(
+        &conf,
+        slurm_conf(&dir, &host_name()?, cpus, node_memory_mb()?),
+    )
+    .with_context(|| format!("writing {}", conf.display()))?;
     let log = dir.join("log");
     let socket = munge.join("munge.socket");
     let mut pids: Vec<(String, u32)> = Vec::new();
@@ -250,7 +271,15 @@ pub fn up() -> Result<()> {
     let starts: [(&str, Vec<&str>); 3] = [
         (
             "munged",
-            vec!["--foreground", "--force", &key_arg, &socket_arg, &pid_arg, &log_arg, &seed_arg],
+            vec![
+                "--foreground",
+                "--force",
+                &key_arg,
+                &socket_arg,
+                &pid_arg,
+                &log_arg,
+                &seed_arg,
+            ],
         ),
         ("slurmctld", vec!["-D", "-f", &conf_s]),
         ("slurmd", vec!["-D", "-f", &conf_s]),
@@ -277,17 +306,26 @@ pub fn up() -> Result<()> {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default()
     };
-    wait_until(90, "the node becoming idle", &log.join("slurmctld.log"), || {
-        let st = sinfo_state();
-        if st.starts_with("down") || st.starts_with("drain") {
-            // a node left down by an earlier run: take it back
-            let _ = Command::new("scontrol")
-                .args(["update", &format!("nodename={}", host_name().unwrap_or_default()), "state=resume"])
-                .env("SLURM_CONF", &conf)
-                .output();
-        }
-        st == "idle" || st == "mixed" || st == "allocated"
-    })?;
+    wait_until(
+        90,
+        "the node becoming idle",
+        &log.join("slurmctld.log"),
+        || {
+            let st = sinfo_state();
+            if st.starts_with("down") || st.starts_with("drain") {
+                // a node left down by an earlier run: take it back
+                let _ = Command::new("scontrol")
+                    .args([
+                        "update",
+                        &format!("nodename={}", host_name().unwrap_or_default()),
+                        "state=resume",
+                    ])
+                    .env("SLURM_CONF", &conf)
+                    .output();
+            }
+            st == "idle" || st == "mixed" || st == "allocated"
+        },
+    )?;
     eprintln!("single-node Slurm up: {cpus} CPUs; stop it with `cargo xtask cluster down`");
     println!("export SLURM_CONF={}", conf.display());
     Ok(())
@@ -298,7 +336,10 @@ pub fn down() -> Result<()> {
     let dir = cluster_dir();
     let pids = read_pids(&dir)?;
     if pids.is_empty() {
-        eprintln!("no cluster of ours is up ({} is absent)", dir.join("daemons.json").display());
+        eprintln!(
+            "no cluster of ours is up ({} is absent)",
+            dir.join("daemons.json").display()
+        );
         return Ok(());
     }
     for (name, pid) in pids.iter().rev() {
@@ -306,12 +347,19 @@ pub fn down() -> Result<()> {
             eprintln!("{name} (pid {pid}) no longer runs");
             continue;
         }
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-        let gone = wait_until(20, &format!("{name} (pid {pid}) stopping"), &dir.join("log"), || {
-            !runs(*pid, name)
-        });
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let gone = wait_until(
+            20,
+            &format!("{name} (pid {pid}) stopping"),
+            &dir.join("log"),
+            || !runs(*pid, name),
+        );
         if gone.is_err() {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             std::thread::sleep(Duration::from_millis(500));
         }
         if runs(*pid, name) {

@@ -54,9 +54,18 @@ fn plan_prints_the_graph_the_critical_path_and_the_wall_time_on_k_workers() {
     );
     assert!(deps["train-weak"].is_empty());
     let wall = |k: &str| -> String {
-        let text = stdout(&xtask(&["--preset", "paper", "--plan", "--workers", k], tmp.path()));
-        let cp = text.lines().find(|l| l.starts_with("critical path")).unwrap();
-        assert!(cp.contains("train-simcnn-strong -> decompose-ga-simcnn-strong"), "{cp}");
+        let text = stdout(&xtask(
+            &["--preset", "paper", "--plan", "--workers", k],
+            tmp.path(),
+        ));
+        let cp = text
+            .lines()
+            .find(|l| l.starts_with("critical path"))
+            .unwrap();
+        assert!(
+            cp.contains("train-simcnn-strong -> decompose-ga-simcnn-strong"),
+            "{cp}"
+        );
         text.lines()
             .find(|l| l.starts_with(&format!("wall time on {k} worker")))
             .unwrap_or_else(|| panic!("no wall time line:\n{text}"))
@@ -111,12 +120,22 @@ fn slurm_dry_run_writes_scripts_with_resources_and_afterok_edges_and_submits_not
         let mut after: Vec<String> = line
             .split("--dependency=afterok:")
             .nth(1)
-            .map(|d| d.split_whitespace().next().unwrap().split(':').map(str::to_string).collect())
+            .map(|d| {
+                d.split_whitespace()
+                    .next()
+                    .unwrap()
+                    .split(':')
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let mut want: Vec<String> = deps.iter().map(|d| format!("${}", var_of[d])).collect();
         after.sort();
         want.sort();
-        assert_eq!(after, want, "{id}: its jobs must wait for exactly the steps it reads");
+        assert_eq!(
+            after, want,
+            "{id}: its jobs must wait for exactly the steps it reads"
+        );
         var_of.insert(id.clone(), var);
         let script = std::fs::read_to_string(slurm.join(format!("{id}.sh"))).unwrap();
         for want in [
@@ -157,7 +176,17 @@ fn slurm_dry_run_writes_scripts_with_resources_and_afterok_edges_and_submits_not
     );
     // GPUs with a CPU device would sit idle: refused with a reason
     let o = xtask(
-        &["--preset", "smoke", "--executor", "slurm", "--dry-run", "--gpus-per-step", "1", "--device", "cpu"],
+        &[
+            "--preset",
+            "smoke",
+            "--executor",
+            "slurm",
+            "--dry-run",
+            "--gpus-per-step",
+            "1",
+            "--device",
+            "cpu",
+        ],
         &out,
     );
     assert!(!o.status.success());

@@ -35,7 +35,15 @@ fn cnnsplit() -> PathBuf {
 
 fn xtask(out: &Path, extra: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["reproduce", "--preset", "tiny", "--only", ONLY, "--device", "cpu"])
+        .args([
+            "reproduce",
+            "--preset",
+            "tiny",
+            "--only",
+            ONLY,
+            "--device",
+            "cpu",
+        ])
         .arg("--out")
         .arg(out)
         .args(extra)
@@ -101,18 +109,27 @@ fn tables(out: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
             .collect();
         let rows: Vec<Vec<String>> = std::iter::once(header.clone())
             .chain(lines.map(csv_fields))
-            .map(|r| keep.iter().map(|&i| r.get(i).cloned().unwrap_or_default()).collect())
+            .map(|r| {
+                keep.iter()
+                    .map(|&i| r.get(i).cloned().unwrap_or_default())
+                    .collect()
+            })
             .collect();
         all.insert(p.file_name().unwrap().to_string_lossy().into_owned(), rows);
     }
-    assert!(all.contains_key("t1.csv") && all.contains_key("t2.csv"), "{all:?}");
+    assert!(
+        all.contains_key("t1.csv") && all.contains_key("t2.csv"),
+        "{all:?}"
+    );
     all
 }
 
 /// The bytes of every `.safetensors` file under `work/models` and `work/modules`.
 fn artefacts(out: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(dir: &Path, root: &Path, into: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd {
             let p = e.unwrap().path();
             if p.is_dir() {
@@ -130,7 +147,8 @@ fn artefacts(out: &Path) -> BTreeMap<String, Vec<u8>> {
         walk(&out.join("work").join(sub), &out.join("work"), &mut all);
     }
     assert!(
-        all.keys().any(|k| k.starts_with("modules/grad-simcnn-est1/")),
+        all.keys()
+            .any(|k| k.starts_with("modules/grad-simcnn-est1/")),
         "no module files: {:?}",
         all.keys().collect::<Vec<_>>()
     );
@@ -161,7 +179,10 @@ fn status_line(out: &Path, bin: &str, step: &str) -> String {
 fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !cond() {
-        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -190,10 +211,17 @@ fn slurm_runs_the_plan_like_local_resubmits_what_was_cancelled_and_stops_at_a_fa
     for step in ["train-simcnn-est1", "train-weak", DECOMPOSE, COMPOSE] {
         let r = record(&slurm, step).unwrap_or_else(|| panic!("{step} has no record"));
         assert_eq!(r["executor"], "slurm", "{step}");
-        assert_eq!(r["slurm_job_id"], job_record(&slurm, step)["job_id"], "{step}");
+        assert_eq!(
+            r["slurm_job_id"],
+            job_record(&slurm, step)["job_id"],
+            "{step}"
+        );
     }
     assert_eq!(tables(&slurm), want_tables);
-    assert!(artefacts(&slurm) == want_artefacts, "Slurm's models and modules differ from the local run's");
+    assert!(
+        artefacts(&slurm) == want_artefacts,
+        "Slurm's models and modules differ from the local run's"
+    );
     assert!(slurm.join("report.md").exists());
     // a second run submits nothing
     let jobs_before = job_record(&slurm, DECOMPOSE);
@@ -209,13 +237,18 @@ fn slurm_runs_the_plan_like_local_resubmits_what_was_cancelled_and_stops_at_a_fa
     // submitting again while the jobs are queued or running submits no step twice
     let said = ok(xtask(&cancelled, &slurm_args(bin, &[])));
     assert!(
-        said.contains(&format!("{DECOMPOSE}: job {} is", first["job_id"].as_str().unwrap())),
+        said.contains(&format!(
+            "{DECOMPOSE}: job {} is",
+            first["job_id"].as_str().unwrap()
+        )),
         "{said}"
     );
     assert_eq!(job_record(&cancelled, DECOMPOSE), first);
     let train_job = job_record(&cancelled, "train-simcnn-est1")["job_id"].clone();
     let modules = cancelled.join("work/modules/grad-simcnn-est1");
-    wait_for("the decomposition to start writing", 900, || modules.exists());
+    wait_for("the decomposition to start writing", 900, || {
+        modules.exists()
+    });
     let job = first["job_id"].as_str().unwrap().to_string();
     let st = Command::new("scancel").arg(&job).status().unwrap();
     assert!(st.success());
@@ -227,7 +260,10 @@ fn slurm_runs_the_plan_like_local_resubmits_what_was_cancelled_and_stops_at_a_fa
         "the decomposition finished before scancel reached it; the test cannot tell a resubmission"
     );
     let line = status_line(&cancelled, bin, DECOMPOSE);
-    assert!(line.contains("failed") && line.contains("CANCELLED"), "{line}");
+    assert!(
+        line.contains("failed") && line.contains("CANCELLED"),
+        "{line}"
+    );
     // the dependant and the report job were cancelled with it; the trainings are done
     let said = ok(xtask(&cancelled, &slurm_args(bin, &["--wait"])));
     assert!(
@@ -235,11 +271,20 @@ fn slurm_runs_the_plan_like_local_resubmits_what_was_cancelled_and_stops_at_a_fa
         "{said}"
     );
     let second = job_record(&cancelled, DECOMPOSE);
-    assert_ne!(second["job_id"], first["job_id"], "the cancelled step was not resubmitted");
+    assert_ne!(
+        second["job_id"], first["job_id"],
+        "the cancelled step was not resubmitted"
+    );
     // the finished training was not submitted again
-    assert_eq!(job_record(&cancelled, "train-simcnn-est1")["job_id"], train_job);
+    assert_eq!(
+        job_record(&cancelled, "train-simcnn-est1")["job_id"],
+        train_job
+    );
     assert_eq!(tables(&cancelled), want_tables);
-    assert!(artefacts(&cancelled) == want_artefacts, "the resubmitted run's modules differ from an uninterrupted run's");
+    assert!(
+        artefacts(&cancelled) == want_artefacts,
+        "the resubmitted run's modules differ from an uninterrupted run's"
+    );
 
     // a failing step shows as failed with its log; its dependant never runs
     let failing = tmp.path().join("failing");
@@ -256,7 +301,15 @@ fn slurm_runs_the_plan_like_local_resubmits_what_was_cancelled_and_stops_at_a_fa
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let fake = fake.to_str().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["reproduce", "--preset", "tiny", "--only", COMPOSE, "--device", "cpu"])
+        .args([
+            "reproduce",
+            "--preset",
+            "tiny",
+            "--only",
+            COMPOSE,
+            "--device",
+            "cpu",
+        ])
         .arg("--out")
         .arg(&failing)
         .args(slurm_args(fake, &["--wait"]))
@@ -266,7 +319,14 @@ fn slurm_runs_the_plan_like_local_resubmits_what_was_cancelled_and_stops_at_a_fa
     assert!(text(&o).contains(DECOMPOSE), "{}", text(&o));
     let status = |step: &str| {
         let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["reproduce", "--preset", "tiny", "--only", COMPOSE, "--status"])
+            .args([
+                "reproduce",
+                "--preset",
+                "tiny",
+                "--only",
+                COMPOSE,
+                "--status",
+            ])
             .arg("--out")
             .arg(&failing)
             .output()
@@ -279,9 +339,15 @@ fn slurm_runs_the_plan_like_local_resubmits_what_was_cancelled_and_stops_at_a_fa
     };
     let line = status(DECOMPOSE);
     assert!(line.contains(" failed "), "{line}");
-    let log = line.split("log ").nth(1).unwrap_or_else(|| panic!("no log in: {line}"));
+    let log = line
+        .split("log ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no log in: {line}"));
     let log_text = std::fs::read_to_string(log.trim()).unwrap();
-    assert!(log_text.contains("this cnnsplit refuses to decompose"), "{log_text}");
+    assert!(
+        log_text.contains("this cnnsplit refuses to decompose"),
+        "{log_text}"
+    );
     let line = status(COMPOSE);
     assert!(line.contains(" cancelled "), "{line}");
     assert!(record(&failing, COMPOSE).is_none());

@@ -217,9 +217,11 @@ mod tests {
     #[test]
     fn only_keeps_the_named_steps_and_what_they_read() {
         let plan = steps(&PresetConfig::of(Preset::Tiny));
-        let picked =
-            with_dependencies(&plan, &["compose-grad-simcnn-est1".into(), "train-weak".into()])
-                .unwrap();
+        let picked = with_dependencies(
+            &plan,
+            &["compose-grad-simcnn-est1".into(), "train-weak".into()],
+        )
+        .unwrap();
         let ids: Vec<&str> = picked.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(
             ids,

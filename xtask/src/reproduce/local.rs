@@ -94,8 +94,8 @@ pub fn run(runner: &StepRunner, steps: &[Step], jobs: usize) -> Result<()> {
                     if ran {
                         done_estimate += steps[i].estimate_s;
                         let elapsed = started.elapsed().as_secs_f64();
-                        let left = (estimate - done_estimate).max(0.0) * elapsed
-                            / done_estimate.max(1e-9);
+                        let left =
+                            (estimate - done_estimate).max(0.0) * elapsed / done_estimate.max(1e-9);
                         eprintln!(
                             "[{finished}/{n}] {} done in {} (elapsed {}, about {} left)",
                             steps[i].id,

@@ -267,10 +267,7 @@ pub fn reproduce(a: ReproduceArgs) -> Result<()> {
 /// exist.
 fn run_one(a: &ReproduceArgs, tree: &Path, steps: &[Step], work: &Path, id: &str) -> Result<()> {
     let Some(step) = steps.iter().find(|s| s.id == id) else {
-        bail!(
-            "--run-step: preset {} has no step `{id}`",
-            a.preset.name()
-        );
+        bail!("--run-step: preset {} has no step `{id}`", a.preset.name());
     };
     let records = work.join("records");
     for d in &step.deps {
@@ -295,10 +292,7 @@ fn run_one(a: &ReproduceArgs, tree: &Path, steps: &[Step], work: &Path, id: &str
     };
     let t0 = Instant::now();
     if runner.run_step(step)? {
-        eprintln!(
-            "{id} done in {}",
-            fmt_duration(t0.elapsed().as_secs_f64())
-        );
+        eprintln!("{id} done in {}", fmt_duration(t0.elapsed().as_secs_f64()));
     } else {
         eprintln!("{id} was already recorded; nothing to do");
     }
@@ -474,7 +468,11 @@ impl StepRunner {
             );
         }
         let slurm_job = std::env::var("SLURM_JOB_ID").ok();
-        let executor = if slurm_job.is_some() { "slurm" } else { "local" };
+        let executor = if slurm_job.is_some() {
+            "slurm"
+        } else {
+            "local"
+        };
         if let Some(output) = refused_patch(work, step)? {
             eprintln!(
                 "== {}: not run, the module is collapsed ({}); recorded as refused",

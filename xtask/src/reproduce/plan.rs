@@ -872,7 +872,10 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
 /// `NAME=PATH` (a new task's `--module`) names its `PATH`.
 fn reads(arg: &str, out: &str) -> bool {
     let path = arg.split_once('=').map_or(arg, |(_, p)| p);
-    path == out || path.strip_prefix(out).is_some_and(|rest| rest.starts_with('/'))
+    path == out
+        || path
+            .strip_prefix(out)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Fills every step's `deps`: the earlier steps whose output folder one of its arguments
@@ -884,8 +887,7 @@ fn link_dependencies(plan: &mut [Step]) {
             .iter()
             .filter(|earlier| {
                 earlier.out.as_deref().is_some_and(|o| {
-                    plan[i].out.as_deref() != Some(o)
-                        && plan[i].args.iter().any(|a| reads(a, o))
+                    plan[i].out.as_deref() != Some(o) && plan[i].args.iter().any(|a| reads(a, o))
                 })
             })
             .map(|earlier| earlier.id.clone())

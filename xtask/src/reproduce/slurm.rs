@@ -312,7 +312,7 @@ pub fn status_text(states: &[(String, StepState)]) -> String {
             ),
             StepState::NotSubmitted => ("-".into(), String::new()),
         };
-        out.push_str(&format!("{id:<40} {:<13} {job:<10} {detail}\n", st.word()).trim_end());
+        out.push_str(format!("{id:<40} {:<13} {job:<10} {detail}", st.word()).trim_end());
         out.push('\n');
         if id != REPORT_JOB {
             match counts.iter_mut().find(|(w, _)| *w == st.word()) {
@@ -574,7 +574,11 @@ pub fn submit_and_wait(a: &ReproduceArgs, tree: &Path, out: &Path, steps: &[Step
             .unwrap_or_default()
             .to_string();
         if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit() || c == '_') {
-            bail!("sbatch answered `{}` for step `{}`: no job id", text.trim(), p.id);
+            bail!(
+                "sbatch answered `{}` for step `{}`: no job id",
+                text.trim(),
+                p.id
+            );
         }
         let log = PathBuf::from(p.log_pattern.to_string_lossy().replace("%j", &job));
         let record = json!({
@@ -591,7 +595,11 @@ pub fn submit_and_wait(a: &ReproduceArgs, tree: &Path, out: &Path, steps: &[Step
         eprintln!(
             "submitted {} as job {job}{}",
             p.id,
-            if deps.is_empty() { String::new() } else { format!(" (after {})", deps.join(", ")) }
+            if deps.is_empty() {
+                String::new()
+            } else {
+                format!(" (after {})", deps.join(", "))
+            }
         );
         ids.push(job);
     }
