@@ -666,8 +666,22 @@ fn wait_for_jobs(work: &Path, steps: &[Step]) -> Result<()> {
     }
     let t0 = Instant::now();
     let mut last_note = Instant::now();
+    let mut misses = 0;
     loop {
-        let q = queue()?;
+        // a controller that is busy or restarting answers again within a minute or so
+        let q = match queue() {
+            Ok(q) => {
+                misses = 0;
+                q
+            }
+            Err(e) if misses < 10 => {
+                misses += 1;
+                eprintln!("squeue did not answer ({e:#}); asking again");
+                std::thread::sleep(Duration::from_secs(6));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let waiting = ids
             .iter()
             .filter(|j| q.get(*j).is_some_and(|(s, _)| LIVE.contains(&s.as_str())))
