@@ -1,8 +1,8 @@
 //! `reproduce --executor slurm` against a real Slurm (`cargo xtask cluster up`; `.ci/run`
 //! brings it up for this test and down afterwards). A small plan from the `tiny` preset — a
 //! model trained, decomposed and composed (three steps in a chain) beside an independent
-//! training — runs through Slurm and gives the tables and artefacts of the local executor
-//! (`--jobs 2`); a rerun submits nothing; a job cancelled with `scancel` mid-run is resubmitted
+//! training — gives the same tables and artefacts one step at a time, two at a time
+//! (`--jobs 2`) and through Slurm; a rerun submits nothing; a job cancelled with `scancel` mid-run is resubmitted
 //! by the rerun and the result equals the uninterrupted run's; a failing step shows as failed
 //! with its log, and its dependant never runs.
 //!
@@ -66,7 +66,7 @@ fn ok(o: Output) -> String {
     text(&o)
 }
 
-/// `--executor slurm` with one CPU per step (two jobs at a time on a 2-CPU node).
+/// `--executor slurm` with two CPUs per step (cnnsplit's two threads of the local runs).
 fn slurm_args<'a>(bin: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec![
         "--executor",
@@ -74,7 +74,7 @@ fn slurm_args<'a>(bin: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         "--cnnsplit",
         bin,
         "--cpus-per-step",
-        "1",
+        "2",
         "--mem-per-step",
         "1G",
     ];
@@ -198,11 +198,20 @@ fn slurm_runs_the_plan_like_local_resubmits_what_was_cancelled_and_stops_at_a_fa
     let bin = bin.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
 
-    // the reference: the local executor, two steps at a time (one cnnsplit thread each)
+    // the reference: the local executor one step at a time, then two at a time (each step
+    // keeps its two cnnsplit threads, so the numbers are the same)
     let local = tmp.path().join("local");
-    ok(xtask(&local, &["--cnnsplit", bin, "--jobs", "2"]));
+    ok(xtask(&local, &["--cnnsplit", bin, "--jobs", "1"]));
     let want_tables = tables(&local);
     let want_artefacts = artefacts(&local);
+    let parallel = tmp.path().join("parallel");
+    let said = ok(xtask(&parallel, &["--cnnsplit", bin, "--jobs", "2"]));
+    assert!(said.contains("up to 2 steps at a time"), "{said}");
+    assert_eq!(tables(&parallel), want_tables);
+    assert!(
+        artefacts(&parallel) == want_artefacts,
+        "--jobs 2 trained other models than --jobs 1"
+    );
 
     // the same plan through Slurm, waiting for the jobs
     let slurm = tmp.path().join("slurm");

@@ -67,8 +67,8 @@ pub struct ReproduceArgs {
     /// Where the steps run: `local` (this machine) or `slurm` (one batch job per step).
     #[arg(long, value_enum, default_value = "local")]
     pub executor: Executor,
-    /// Local executor: steps run at the same time (independent ones only); cnnsplit's threads
-    /// are split between them.
+    /// Local executor: steps run at the same time (independent ones only), each with the threads
+    /// it has one at a time, so the numbers do not change (`RAYON_NUM_THREADS` sets the count).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub jobs: usize,
     /// Show each step as done / queued / running / failed / not submitted (from the records,
@@ -244,7 +244,6 @@ pub fn reproduce(a: ReproduceArgs) -> Result<()> {
                     device: a.device.clone(),
                     data_dir: data_dir(&tree),
                     commit: source_commit(&tree),
-                    threads: None,
                 };
                 local::run(&runner, &steps, a.jobs.max(1))?;
             }
@@ -288,7 +287,6 @@ fn run_one(a: &ReproduceArgs, tree: &Path, steps: &[Step], work: &Path, id: &str
         device: a.device.clone(),
         data_dir: data_dir(tree),
         commit: source_commit(tree),
-        threads: None,
     };
     let t0 = Instant::now();
     if runner.run_step(step)? {
@@ -433,7 +431,6 @@ fn refused_patch(work: &Path, step: &Step) -> Result<Option<Value>> {
 
 /// How steps run: the binary, the work folder, the device, where the data is, and the commit
 /// the records name.
-#[derive(Clone)]
 pub struct StepRunner {
     /// The `cnnsplit` binary.
     pub bin: PathBuf,
@@ -445,8 +442,6 @@ pub struct StepRunner {
     pub data_dir: PathBuf,
     /// The source commit written into each record.
     pub commit: String,
-    /// Threads of cnnsplit (`RAYON_NUM_THREADS`); `None` leaves the environment's setting.
-    pub threads: Option<usize>,
 }
 
 impl StepRunner {
@@ -507,9 +502,6 @@ impl StepRunner {
             .current_dir(work)
             .env("CNNSPLIT_DATA_DIR", &self.data_dir)
             .stderr(Stdio::inherit());
-        if let Some(t) = self.threads {
-            cmd.env("RAYON_NUM_THREADS", t.to_string());
-        }
         let output = cmd
             .output()
             .with_context(|| format!("running {}", self.bin.display()))?;
