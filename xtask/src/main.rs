@@ -1,8 +1,9 @@
 //! `cargo xtask`: project tasks that are not part of the `cnnsplit` tool itself —
-//! dataset bundling and verification, benchmarks against the PyTorch peer, and the seed
-//! corpora of the fuzz targets.
+//! dataset bundling and verification, benchmarks against the PyTorch peer, the seed
+//! corpora of the fuzz targets, and a single-node Slurm for `reproduce --executor slurm`.
 
 mod bench;
+mod cluster;
 mod datasets;
 mod fuzz_seeds;
 mod reproduce;
@@ -30,12 +31,26 @@ enum Command {
     /// Regenerate the paper's tables end to end: train, decompose (both methods), patch, reuse,
     /// and write reproduce/<preset>/ (Markdown report, CSV, JSON, SVG plots).
     Reproduce(reproduce::ReproduceArgs),
+    /// A single-node Slurm on this machine (config under target/slurm/), for the tests of
+    /// `reproduce --executor slurm` and for trying it out.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Write the seed corpora of the cargo-fuzz targets (see fuzz/README.md).
     FuzzSeeds {
         /// Output folder, one subfolder per fuzz target.
         #[arg(long, default_value = "fuzz/corpus")]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Install slurm-wlm and munge if missing (as root, apt-get), write the configuration,
+    /// start munged, slurmctld and slurmd, wait until the node is idle, and print
+    /// `export SLURM_CONF=…` as the last line.
+    Up,
+    /// Stop exactly the daemons `up` started (by pid).
+    Down,
 }
 
 #[derive(Subcommand, Debug)]
@@ -141,6 +156,8 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Bench(a) => bench::bench(a)?,
         Command::Reproduce(a) => reproduce::reproduce(a)?,
+        Command::Cluster(ClusterCommand::Up) => cluster::up()?,
+        Command::Cluster(ClusterCommand::Down) => cluster::down()?,
         Command::FuzzSeeds { out } => {
             for (target, files, bytes) in fuzz_seeds::write_seeds(&out)? {
                 println!("{target}: {files} seeds, {bytes} bytes");

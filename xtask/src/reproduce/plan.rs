@@ -15,6 +15,10 @@ pub enum Preset {
     /// CIFAR-10 and SVHN with the paper's settings (10 estimators per architecture, 200
     /// epochs).
     Paper,
+    /// The smoke preset's steps at the smallest sizes that still run (one epoch, a few hundred
+    /// images): seconds per step, for checking the machinery (executors, a cluster); its numbers
+    /// mean nothing.
+    Tiny,
 }
 
 impl Preset {
@@ -24,6 +28,7 @@ impl Preset {
             Preset::Smoke => "smoke",
             Preset::Fashion => "fashion",
             Preset::Paper => "paper",
+            Preset::Tiny => "tiny",
         }
     }
 }
@@ -94,6 +99,9 @@ pub struct Step {
     pub resumable: bool,
     /// Estimated seconds on a 2-core laptop-class CPU (release build).
     pub estimate_s: f64,
+    /// Ids of the earlier steps whose outputs this step reads (its edges in the step graph;
+    /// filled by [`steps`] from the paths in the arguments).
+    pub deps: Vec<String>,
 }
 
 /// Settings of one preset. Where a setting differs from the spec (`docs/algorithms.md`, the
@@ -280,6 +288,36 @@ impl PresetConfig {
                 patch_classes: (0..10).collect(),
                 train_cost_s: 0.0012,
                 reasons: reasons(&[("*", "smoke checks that every step and table works end to end in minutes; its numbers are not evidence")]),
+            },
+            Preset::Tiny => PresetConfig {
+                width: 0.125,
+                estimators: vec![1, 2],
+                epochs: 1,
+                patience: 0,
+                min_epochs: 0,
+                gs_warmup: 1,
+                gs_epochs: 1,
+                gs_pattern: (1, 1),
+                gs_limit: 256,
+                gs_krr_patience: 0,
+                strong_limit: Some(1200),
+                ga_generations: 1,
+                ga_population: 4,
+                ga_parents: 2,
+                ga_keep: 1,
+                ga_fitness_images: 50,
+                ga_holdout_images: 50,
+                weak_limit: 300,
+                weak_epochs: 1,
+                tasks: vec![vec![
+                    ("Trouser".into(), "simcnn-est1".into(), 1),
+                    ("Bag".into(), "simcnn-est2".into(), 8),
+                ]],
+                scratch_epochs: 1,
+                scratch_patience: 1,
+                patch_classes: vec![0, 1],
+                reasons: reasons(&[("*", "tiny checks the machinery (executors, a cluster) in seconds per step; its numbers mean nothing")]),
+                ..PresetConfig::of(Preset::Smoke)
             },
             Preset::Fashion => PresetConfig {
                 dataset: "fashion-mnist-full".into(),
@@ -528,6 +566,7 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
             out: Some(format!("models/{name}")),
             resumable: true,
             estimate_s: per_epoch * planned_epochs(cfg.epochs) + forward_cost(cfg, 1.0),
+            deps: Vec::new(),
         }
     };
     let estimator_names: Vec<String> = cfg
@@ -696,6 +735,7 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
             out: Some(format!("modules/{label}")),
             resumable: true,
             estimate_s: gs_cost(m),
+            deps: Vec::new(),
         });
         out.push(compose_step(&method, m, &dataset_arg, cfg));
     }
@@ -731,6 +771,7 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
         resumable: true,
         estimate_s: (modules_run + 300.0) * cfg.ga_fitness_images as f64 * GA_COST * c
             + (cfg.ga_generations + 1) as f64 * n * cfg.ga_holdout_images as f64 * GA_COST * c,
+        deps: Vec::new(),
     });
     out.push(compose_step("ga", STRONG, &cfg.dataset, cfg));
     // patching the weak model, every class, with both methods' modules of the strong model
@@ -752,6 +793,7 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
                 out: None,
                 resumable: false,
                 estimate_s: forward_cost(cfg, 2.0) + 5.0,
+                deps: Vec::new(),
             });
         }
     }
@@ -775,6 +817,7 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
             out: Some(format!("composed/select-{scope}")),
             resumable: false,
             estimate_s: forward_cost(cfg, models.len() as f64 * (n + 1.0)),
+            deps: Vec::new(),
         }
     };
     out.push(select("intra", estimator_names.clone()));
@@ -819,9 +862,39 @@ pub fn steps(cfg: &PresetConfig) -> Vec<Step> {
             resumable: false,
             estimate_s: images * planned_epochs(cfg.scratch_epochs) * c * 1.1
                 + forward_cost(cfg, task.len() as f64 + 1.0),
+            deps: Vec::new(),
         });
     }
+    link_dependencies(&mut out);
     out
+}
+
+/// Whether the argument `arg` names the folder `out` or something inside it; an argument
+/// `NAME=PATH` (a new task's `--module`) names its `PATH`.
+fn reads(arg: &str, out: &str) -> bool {
+    let path = arg.split_once('=').map_or(arg, |(_, p)| p);
+    path == out
+        || path
+            .strip_prefix(out)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Fills every step's `deps`: the earlier steps whose output folder one of its arguments
+/// names (other than its own `--out`). A preset lists a step after everything it reads, so the
+/// plan order is a topological order of the graph.
+fn link_dependencies(plan: &mut [Step]) {
+    for i in 0..plan.len() {
+        let deps: Vec<String> = plan[..i]
+            .iter()
+            .filter(|earlier| {
+                earlier.out.as_deref().is_some_and(|o| {
+                    plan[i].out.as_deref() != Some(o) && plan[i].args.iter().any(|a| reads(a, o))
+                })
+            })
+            .map(|earlier| earlier.id.clone())
+            .collect();
+        plan[i].deps = deps;
+    }
 }
 
 /// Seconds to run `networks` networks over the test split (a forward pass costs about a third
@@ -850,6 +923,7 @@ fn compose_step(method: &str, model: &str, dataset: &str, cfg: &PresetConfig) ->
         out: None,
         resumable: false,
         estimate_s: forward_cost(cfg, cfg.class_names.len() as f64 + 1.0),
+        deps: Vec::new(),
     }
 }
 

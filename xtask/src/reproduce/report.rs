@@ -261,6 +261,7 @@ impl Results {
                 Preset::Smoke => "smoke",
                 Preset::Fashion => "fashion",
                 Preset::Paper => "paper",
+                Preset::Tiny => "tiny",
             },
             self.steps_done,
             self.steps_planned,
