@@ -293,7 +293,7 @@ pub(super) fn modularisation(
         .filter(|l| l.0 == "grad")
         .map(|l| l.2)
         .collect();
-    t2.notes.push("Heads-only val loss (GradSplitter) = the model's validation accuracy − the composed validation accuracy at the last epoch that kept every kernel (the end of the warm-up): the part of the loss that comes from the modules' heads, before any mask prunes.".into());
+    t2.notes.push("Heads-only val loss (GradSplitter) = the model's validation score − the composed validation score at the last epoch that kept every kernel (the end of the warm-up), in the metric that chose the epoch (balanced accuracy on the estimators' class-imbalanced validation parts): the part of the loss that comes from the modules' heads, before any mask prunes.".into());
     t2.notes.push(format!(
         "Loss = model − composed test accuracy. GradSplitter loss over its decompositions: mean {} pp, sd {} pp. The paper's third-party summary puts CNNSplitter's mean loss at 2.89 %.",
         mean(&grad_losses).map_or("–".into(), |m| format!("{m:.2}")),
@@ -302,16 +302,19 @@ pub(super) fn modularisation(
     t2
 }
 
-/// Model − composed validation accuracy, in pp, at the last logged epoch whose modules kept
-/// every kernel (the end of the warm-up): what the heads alone lose.
+/// Model − composed validation score, in pp, at the last logged epoch whose modules kept
+/// every kernel (the end of the warm-up): what the heads alone lose. The score is the one the
+/// epoch choice compared (balanced accuracy on a class-imbalanced validation part).
 fn heads_only_loss(r: &DecompositionRecord<GradRecord>) -> Option<f64> {
-    let full = r
-        .method_fields
-        .log
-        .iter()
-        .rev()
-        .find(|e| e.mean_krr >= 1.0 - 1e-9)?;
-    Some(100.0 * (r.model_val_accuracy - full.val_accuracy))
+    let g = &r.method_fields;
+    let full = g.log.iter().rev().find(|e| e.mean_krr >= 1.0 - 1e-9)?;
+    let (model, composed) = match g.selection_metric {
+        splitter_grad::SelectionMetric::BalancedAccuracy => {
+            (g.model_val_balanced_accuracy?, full.val_balanced_accuracy?)
+        }
+        splitter_grad::SelectionMetric::Accuracy => (r.model_val_accuracy, full.val_accuracy),
+    };
+    Some(100.0 * (model - composed))
 }
 
 /// T3: GradSplitter against CNNSplitter on the same model.
