@@ -180,8 +180,8 @@ fn decompose_warns_about_and_records_an_assumed_split() {
         "-q",
         "--json",
     ]);
-    let decompose = |out: &std::path::Path| {
-        common::cnnsplit(&[
+    let decompose_with = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
             "decompose",
             "--model",
             p(&model),
@@ -195,8 +195,11 @@ fn decompose_warns_about_and_records_an_assumed_split() {
             "32",
             "--batch-size",
             "32",
-        ])
+        ];
+        args.extend_from_slice(extra);
+        common::cnnsplit(&args)
     };
+    let decompose = |out: &std::path::Path| decompose_with(out, &[]);
     let read_record = |out: &std::path::Path| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(out.join("decomposition.json")).unwrap()).unwrap()
     };
@@ -221,24 +224,7 @@ fn decompose_warns_about_and_records_an_assumed_split() {
     );
     for (how, recorded_as) in [("first", "first-32"), ("balanced", "class-balanced-32")] {
         let out = tmp.path().join(how);
-        let run = common::cnnsplit(&[
-            "decompose",
-            "--model",
-            p(&model),
-            "--out",
-            p(&out),
-            "--warmup-epochs",
-            "1",
-            "--epochs",
-            "1",
-            "--limit",
-            "32",
-            "--limit-sampling",
-            how,
-            "--batch-size",
-            "32",
-            "-q",
-        ]);
+        let run = decompose_with(&out, &["--limit-sampling", how, "-q"]);
         assert!(
             run.status.success(),
             "{}",
