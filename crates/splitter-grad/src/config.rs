@@ -244,6 +244,19 @@ pub enum SelectionMetric {
 /// (design §5.7).
 pub const IMBALANCE_RATIO: f64 = 1.5;
 
+/// Whether these labels among `num_classes` classes are class-imbalanced: the largest class
+/// count over [`IMBALANCE_RATIO`] × the smallest. The one rule behind the epoch choice's metric
+/// and `decompose --limit-sampling auto`.
+///
+/// ```
+/// use splitter_grad::class_imbalanced;
+/// assert!(!class_imbalanced(&[0, 0, 0, 1, 1], 2));
+/// assert!(class_imbalanced(&[0, 0, 0, 0, 1, 1], 2));
+/// ```
+pub fn class_imbalanced(labels: &[u32], num_classes: usize) -> bool {
+    cnn_models::metrics::class_count_ratio(labels, num_classes) > IMBALANCE_RATIO
+}
+
 impl SelectionMetric {
     /// The metric for a validation part with these labels among `num_classes` classes:
     /// balanced accuracy when its class counts are imbalanced ([`IMBALANCE_RATIO`]).
@@ -254,7 +267,7 @@ impl SelectionMetric {
     /// assert_eq!(SelectionMetric::for_labels(&[0, 0, 0, 0, 1, 1], 2), SelectionMetric::BalancedAccuracy);
     /// ```
     pub fn for_labels(labels: &[u32], num_classes: usize) -> Self {
-        if cnn_models::metrics::class_count_ratio(labels, num_classes) > IMBALANCE_RATIO {
+        if class_imbalanced(labels, num_classes) {
             SelectionMetric::BalancedAccuracy
         } else {
             SelectionMetric::Accuracy

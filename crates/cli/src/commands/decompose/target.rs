@@ -105,8 +105,7 @@ pub fn prepare(g: &Global, t: &DecomposeTarget<'_>) -> Result<Prepared> {
                 LimitSampling::Balanced => true,
                 LimitSampling::Auto => {
                     let part: Vec<u32> = train_idx.iter().map(|&i| u32::from(labels[i])).collect();
-                    cnn_models::metrics::class_count_ratio(&part, data.train.num_classes())
-                        > splitter_grad::IMBALANCE_RATIO
+                    splitter_grad::class_imbalanced(&part, data.train.num_classes())
                 }
             };
             if balanced {
