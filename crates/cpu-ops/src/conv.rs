@@ -77,12 +77,15 @@ impl ConvGeom {
     pub(crate) fn pointwise(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
-    /// Images per GEMM: enough that the GEMM has ≥ 256 columns, but at least one group per
-    /// thread.
+    /// Images per GEMM: enough that the GEMM has ≥ 256 columns, but at most a quarter of the
+    /// batch, so that even the smallest feature maps give several groups to run in parallel.
+    ///
+    /// The grouping depends on the sizes alone, never on the thread count: the weight gradient
+    /// sums over a group's columns inside one GEMM, so a grouping that followed the threads
+    /// would give different bits on machines (or `RAYON_NUM_THREADS`) with another core count.
     pub(crate) fn group(&self) -> usize {
-        let threads = rayon::current_num_threads().max(1);
-        let per_thread = self.n.div_ceil(threads).max(1);
-        256usize.div_ceil(self.p().max(1)).clamp(1, per_thread)
+        let cap = self.n.div_ceil(4).max(1);
+        256usize.div_ceil(self.p().max(1)).clamp(1, cap)
     }
     pub(crate) fn out_shape(&self) -> Shape {
         Shape::from((self.n, self.co, self.ho, self.wo))

@@ -633,3 +633,49 @@ fn shape_errors() {
     )
     .is_err());
 }
+
+/// The conv's output and both gradients on a pool of `threads` threads, as raw bits.
+fn conv_bits(threads: usize, shape: [usize; 4], co: usize) -> Vec<Vec<u32>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let x = rand_var(11, &shape);
+        let w = rand_var(12, &[co, shape[1], 3, 3]);
+        let y = cpu_ops::conv2d(x.as_tensor(), w.as_tensor(), None, 1, 1).unwrap();
+        let g = loss(&y, 13).unwrap().backward().unwrap();
+        [y, grad(&g, &x, "x"), grad(&g, &w, "w")]
+            .iter()
+            .map(|t| {
+                t.flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            })
+            .collect()
+    })
+}
+
+/// Same inputs, same bits, whatever the thread count: the images are grouped into GEMMs by
+/// the sizes alone (small feature maps batch many images into one GEMM, whose weight gradient
+/// sums over the group), so a run with `RAYON_NUM_THREADS=1` and one on 2 or 16 cores train to
+/// the same weights.
+#[test]
+fn conv2d_bits_do_not_depend_on_the_thread_count() {
+    for (shape, co) in [([64, 8, 2, 2], 8), ([24, 4, 8, 8], 6), ([3, 5, 16, 16], 4)] {
+        let one = conv_bits(1, shape, co);
+        for threads in [2, 3, 5] {
+            let many = conv_bits(threads, shape, co);
+            for (what, (a, b)) in ["output", "dx", "dw"].iter().zip(one.iter().zip(&many)) {
+                assert!(
+                    a == b,
+                    "conv {shape:?}→{co}: {what} differs between 1 and {threads} threads"
+                );
+            }
+        }
+    }
+}
