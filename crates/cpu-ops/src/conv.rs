@@ -98,7 +98,7 @@ impl ConvGeom {
 /// The pointers with their strides must describe valid `m×k`, `k×n`, `m×n` matrices, the
 /// destination not aliasing the operands.
 #[allow(clippy::too_many_arguments)]
-unsafe fn sgemm(
+pub(crate) unsafe fn sgemm(
     m: usize,
     n: usize,
     k: usize,
@@ -357,8 +357,23 @@ fn col2im(g: &ConvGeom, dcol: &mut [f32], ncols: usize, off: usize, img: &mut [f
     }
 }
 
-/// Forward convolution: `y[n] = W · im2col(x[n]) + b`.
+/// Forward convolution `y = conv(x, W) + b`: Winograd F(2×2, 3×3) where it
+/// [applies](crate::winograd::applies), im2col + GEMM otherwise.
 pub(crate) fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    if crate::winograd::applies(g) {
+        crate::winograd::conv(g, x, w, bias, false)
+    } else {
+        im2col_conv_fwd(g, x, w, bias)
+    }
+}
+
+/// Forward convolution as im2col + GEMM: `y[n] = W · im2col(x[n]) + b`.
+pub(crate) fn im2col_conv_fwd(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let (co, kk, p) = (g.co, g.kk(), g.p());
     // SAFETY: every image's output block is written below: by a GEMM without accumulation,
     // by a bias fill followed by an accumulating GEMM, or by the copy out of `tmp`.
@@ -454,9 +469,29 @@ pub(crate) fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>)
     out
 }
 
-/// Gradients of a convolution: input gradient `col2im(Wᵀ · dY)` when `need_dx`, weight
-/// gradient `Σₙ dY[n] · im2col(x[n])ᵀ` when `need_dw`.
+/// Gradients of a convolution, each only when asked: the input gradient through Winograd
+/// F(2×2, 3×3) where the conv [applies](crate::winograd::applies) (it is then itself such a
+/// conv), the rest as in [`im2col_conv_bwd`].
 pub(crate) fn conv_bwd(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    need_dx: bool,
+    need_dw: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    if need_dx && crate::winograd::applies(&crate::winograd::input_grad_geom(g)) {
+        let dx = crate::winograd::conv(g, dy, w, None, true);
+        let (_, dw) = im2col_conv_bwd(g, x, w, dy, false, need_dw);
+        (Some(dx), dw)
+    } else {
+        im2col_conv_bwd(g, x, w, dy, need_dx, need_dw)
+    }
+}
+
+/// Gradients of a convolution by GEMM: input gradient `col2im(Wᵀ · dY)` when `need_dx`,
+/// weight gradient `Σₙ dY[n] · im2col(x[n])ᵀ` when `need_dw`.
+pub(crate) fn im2col_conv_bwd(
     g: &ConvGeom,
     x: &[f32],
     w: &[f32],

@@ -67,6 +67,7 @@ mod pool;
 pub mod reference;
 mod rows;
 mod util;
+mod winograd;
 
 use util::{check_vec, dims4};
 

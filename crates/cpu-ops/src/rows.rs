@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 /// True when this CPU has AVX2 and FMA (cached by the standard library after the first call).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn avx2_fma() -> bool {
+pub(crate) fn avx2_fma() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
@@ -33,7 +33,7 @@ macro_rules! dispatched {
                 fn avx2($($arg: $ty),*) $(-> $ret)? {
                     imp($($arg),*)
                 }
-                if avx2_fma() {
+                if $crate::rows::avx2_fma() {
                     // SAFETY: the CPU has the features `avx2` was compiled for (checked above).
                     return unsafe { avx2($($arg),*) };
                 }
@@ -42,6 +42,8 @@ macro_rules! dispatched {
         }
     };
 }
+
+pub(crate) use dispatched;
 
 /// `g` where `keep` holds, else `+0.0`, as a bit-and (a NaN or infinite `g` where `keep` is
 /// false still gives 0, as the ReLU backward must).
