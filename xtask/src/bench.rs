@@ -23,6 +23,10 @@ pub enum Mode {
     /// One GradSplitter mask-phase step of N = 10 modules: batched masked forward of the
     /// frozen model, heads, loss, backward to masks and heads, Adam.
     GradsplitterStep,
+    /// One CNNSplitter generation of the SimCNN preset's GA (population 20 per class, 300
+    /// fitness images, as the `fashion` reproduction): ours alone, the peer has no GA. An
+    /// iteration is a generation; generation 0 (the whole initial population) is a warm-up.
+    GaGeneration,
 }
 
 impl Mode {
@@ -31,6 +35,7 @@ impl Mode {
             Mode::TrainStep => "train-step",
             Mode::Eval => "eval",
             Mode::GradsplitterStep => "gradsplitter-step",
+            Mode::GaGeneration => "ga-generation",
         }
     }
 }
@@ -144,6 +149,9 @@ pub fn run_ours(a: &BenchArgs) -> Result<Value> {
     };
     let mut model = Model::init(spec, 0, &dev)?;
     model.set_ops(a.ops);
+    if a.mode == Mode::GaGeneration {
+        return run_ga_generations(a, &model);
+    }
     let mut gs_step = if a.mode == Mode::GradsplitterStep {
         model.freeze()?;
         let cfg = splitter_grad::GradSplitConfig {
@@ -204,6 +212,7 @@ pub fn run_ours(a: &BenchArgs) -> Result<Value> {
                 let step = gs_step.as_mut().expect("built for this mode");
                 last_loss = Some(step.step(&model, x, y)?);
             }
+            Mode::GaGeneration => unreachable!("timed by run_ga_generations"),
         }
         let dt = t0.elapsed().as_secs_f64() * 1e3;
         if it >= a.warmup {
@@ -222,6 +231,7 @@ pub fn run_ours(a: &BenchArgs) -> Result<Value> {
         Mode::TrainStep => 3.0,
         Mode::Eval => 1.0,
         Mode::GradsplitterStep => 20.0,
+        Mode::GaGeneration => unreachable!("timed by run_ga_generations"),
     };
     let work = passes * 2.0 * macs as f64 * a.batch as f64 / 1e9;
     Ok(json!({
@@ -244,8 +254,95 @@ pub fn run_ours(a: &BenchArgs) -> Result<Value> {
     }))
 }
 
+/// Fitness images of `ga-generation`: the `fashion` preset's count.
+const GA_FITNESS_IMAGES: usize = 300;
+
+/// `--mode ga-generation`: `warmup + iters` generations of CNNSplitter on `model` (its
+/// preset's GA numbers with the `fashion` reproduction's population of 20, 10 parents, 4
+/// elites) over random fitness images, each class's generation timed as the GA reports it.
+/// Generation 0 evaluates the whole initial population and belongs to the warm-up; later
+/// generations re-run only the new children (elites and repeats come from the cache).
+fn run_ga_generations(a: &BenchArgs, model: &Model) -> Result<Value> {
+    let spec = model.spec();
+    let classes = spec.num_classes;
+    let generations = (a.warmup + a.iters).max(2);
+    let mut ga = splitter_ga::ga_config_for(spec);
+    ga.generations = generations - 1;
+    ga.population = 20;
+    ga.parents = 10;
+    ga.keep = 4;
+    let mut cfg = splitter_ga::GaSplitConfig::new(ga.clone());
+    // the rule needs a trained model's accuracy; fix the paper's sensitive layers instead
+    cfg.sensitive_layers = Some(ga.sensitive_layers.clone());
+    cfg.sensitivity_ratios = vec![];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let x: Vec<f32> = (0..GA_FITNESS_IMAGES * 3 * 32 * 32)
+        .map(|_| rng.random_range(-2.0f32..2.0))
+        .collect();
+    let x = Tensor::from_vec(x, (GA_FITNESS_IMAGES, 3, 32, 32), &Device::Cpu)?;
+    let labels: Vec<u32> = (0..GA_FITNESS_IMAGES)
+        .map(|i| (i % classes) as u32)
+        .collect();
+    let mut seconds = Vec::new();
+    let mut evaluation = Vec::new();
+    splitter_ga::ga_split(
+        model,
+        "bench",
+        &x,
+        &labels,
+        &cfg,
+        cnn_models::Checkpointing::Off,
+        &mut |e| {
+            if let splitter_ga::GaSplitEvent::Generation {
+                record,
+                seconds: s,
+                evaluation_seconds,
+                ..
+            } = e
+            {
+                if !a.json {
+                    eprintln!(
+                        "ga-generation {}/{}: {:.1} ms",
+                        record.generation + 1,
+                        generations,
+                        s * 1e3
+                    );
+                }
+                seconds.push(s * 1e3);
+                evaluation.push(evaluation_seconds * 1e3);
+            }
+        },
+    )?;
+    let skip = a.warmup.max(1).min(seconds.len().saturating_sub(1));
+    let mut sorted: Vec<f64> = seconds[skip..].to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let median = percentile(&sorted, 50.0);
+    let mut eval_sorted: Vec<f64> = evaluation[skip..].to_vec();
+    eval_sorted.sort_by(|a, b| a.total_cmp(b));
+    let candidates = (ga.population * classes) as f64;
+    Ok(json!({
+        "tool": "cnnsplit-bench",
+        "mode": a.mode.name(),
+        "config": {"arch": a.arch, "width": a.width, "population": ga.population, "classes": classes,
+                   "fitness_images": GA_FITNESS_IMAGES, "generations_timed": sorted.len(), "ops": a.ops},
+        "model": {"params": model.analysis().params(), "conv_kernels": model.analysis().total_kernels(),
+                  "forward_gmac_per_image": model.analysis().macs() as f64 / 1e9},
+        "timing": {
+            "median_ms": median, "p10_ms": percentile(&sorted, 10.0), "p90_ms": percentile(&sorted, 90.0),
+            "evaluation_median_ms": percentile(&eval_sorted, 50.0),
+            "candidates_per_s": candidates / (median / 1e3),
+        },
+        "peak_rss_mib": peak_rss_mib(),
+        "cpu": cpu_info(),
+        "threads": rayon::current_num_threads(),
+    }))
+}
+
 /// Run the PyTorch peer with the same flags; returns its JSON line.
 pub fn run_peer(a: &BenchArgs, python: &PathBuf) -> Result<Value> {
+    if a.mode == Mode::GaGeneration {
+        bail!("--mode ga-generation has no peer (the PyTorch peer has no GA); drop --peer");
+    }
     let out = Command::new(python)
         .arg(&a.peer_script)
         .args([
@@ -519,6 +616,21 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 );
             }
             json!({"ours": ours, "peer": peer, "ratio_peer_over_ours": ratio})
+        }
+        None if a.mode == Mode::GaGeneration => {
+            if !a.json {
+                println!(
+                    "{} ga-generation width {}: median {:.1} ms per generation, p10 {:.1}, p90 {:.1}, {:.1} candidates/s, peak RSS {} MiB",
+                    a.arch,
+                    a.width,
+                    ms(&ours, "median_ms"),
+                    ms(&ours, "p10_ms"),
+                    ms(&ours, "p90_ms"),
+                    ms(&ours, "candidates_per_s"),
+                    ours["peak_rss_mib"]
+                );
+            }
+            ours
         }
         None => {
             if !a.json {
