@@ -77,7 +77,8 @@ pub struct BenchArgs {
     /// `batched`: one N·B batch, as ours always runs).
     #[arg(long)]
     pub gs_impl: Option<String>,
-    /// Run every configuration (SimCNN and ResCNN, width 0.25 and 1.0, all three modes), write
+    /// Run every configuration (SimCNN and ResCNN, width 0.25 and 1.0, the three modes the
+    /// peer has, then SimCNN-0.25's `ga-generation` alone), write
     /// `docs/benchmarks.json` and the table between the `bench:all` markers of
     /// `docs/benchmarks.md`.
     #[arg(long)]
@@ -522,6 +523,27 @@ fn bench_all(a: &BenchArgs) -> Result<()> {
             }
         }
     }
+    // the GA generation: ours alone (the peer has no GA), one round
+    let args = BenchArgs {
+        arch: "simcnn".into(),
+        width: 0.25,
+        mode: Mode::GaGeneration,
+        all: false,
+        peer: None,
+        peer_script: a.peer_script.clone(),
+        gs_impl: None,
+        rounds: 1,
+        ..*a
+    };
+    eprintln!("== simcnn width 0.25 ga-generation");
+    let m = run_ours_fresh(&args)?;
+    table.push_str(&format!(
+        "| simcnn | 0.25 | ga-generation | {:.0} ms ({:.1} candidates/s) | - | - | {:.0} MiB | - |\n",
+        m["timing"]["median_ms"].as_f64().unwrap_or(f64::NAN),
+        m["timing"]["candidates_per_s"].as_f64().unwrap_or(f64::NAN),
+        m["peak_rss_mib"].as_f64().unwrap_or(0.0),
+    ));
+    rows.push(json!({"ours": m, "peer": null, "ratio_peer_over_ours": null}));
     let date = Command::new("date")
         .arg("-u")
         .arg("+%Y-%m-%d %H:%M UTC")
