@@ -16,6 +16,9 @@ use serde_json::json;
 use crate::data::{image_set, PyDataset};
 use crate::{detached, lib_err, to_json, value_err, Hook};
 
+/// A tensor for Python: its PyTorch name, shape and f32 little-endian bytes.
+type NamedTensor<'py> = (String, Vec<usize>, Bound<'py, PyBytes>);
+
 /// A trained model (weights, architecture and `model.json` metadata).
 #[pyclass(module = "cnnsplit._native", name = "Model", frozen)]
 pub struct PyModel {
@@ -286,10 +289,7 @@ impl PyModel {
     }
 
     /// Every tensor as `(PyTorch name, shape, f32 little-endian bytes)`.
-    fn tensors<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Vec<(String, Vec<usize>, Bound<'py, PyBytes>)>> {
+    fn tensors<'py>(&self, py: Python<'py>) -> PyResult<Vec<NamedTensor<'py>>> {
         let mut out = Vec::new();
         for (name, t) in self.model.tensors() {
             let v: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1()).map_err(lib_err)?;

@@ -268,15 +268,22 @@ fn finish<M: Serialize>(
     d.record.train_sample = train_sample;
     d.save(out).map_err(lib_err)?;
     let record = d.record.to_json_value().map_err(lib_err)?;
+    // read back as saved: the files carry what saving adds (the weights' SHA-256)
     let modules = d
+        .record
         .modules
-        .into_iter()
-        .zip(&d.record.modules)
-        .map(|(module, s)| PyClassModule {
-            module,
-            path: Some(s.dir.clone()),
+        .iter()
+        .map(|s| {
+            let mut module =
+                cnn_models::module::load_module(&s.dir, None, &candle_core::Device::Cpu)
+                    .map_err(lib_err)?;
+            module.model.set_ops(cnn_models::OpsBackend::Fast);
+            Ok(PyClassModule {
+                module,
+                path: Some(s.dir.clone()),
+            })
         })
-        .collect();
+        .collect::<PyResult<Vec<_>>>()?;
     Ok((to_json(&record)?, modules))
 }
 
