@@ -4,7 +4,7 @@ weakest class with its module, and plot the kernel retention rate (KRR) per clas
 
 Run from the repository root after installing the package (README, "Python"):
 
-    python examples/python/quickstart.py            # about a minute or two on a laptop CPU
+    python examples/python/quickstart.py            # a few minutes on a laptop CPU
 
 Everything is written under runs/python-quickstart/ (delete it to start over). The plot needs
 matplotlib (skipped otherwise); progress bars need tqdm (plain output otherwise).
@@ -24,9 +24,9 @@ shutil.rmtree(OUT, ignore_errors=True)
 data = cnnsplit.load_dataset("fashion-mnist")
 print(data)
 
-# %% train a SimCNN (width 0.25) for a few epochs on part of the training split
+# %% train a small SimCNN (width 0.125) for a few epochs on part of the training split
 model, report = cnnsplit.train(
-    data, f"{OUT}/model", arch="simcnn", width=0.25, epochs=4, limit=2000, batch_size=64, milestones=()
+    data, f"{OUT}/model", arch="simcnn", width=0.125, epochs=3, limit=1500, batch_size=64, milestones=()
 )
 print(f"model: test accuracy {report['test_accuracy']:.2%} ({report['kernels']} kernels)")
 
@@ -38,8 +38,8 @@ print("true:     ", [model.class_names[i] for i in labels[:8]])
 
 # %% decompose it into one module per class (a short GradSplitter schedule)
 decomposition = cnnsplit.decompose(
-    model, f"{OUT}/modules", method="grad", limit=1024,
-    warmup_epochs=1, mask_epochs=4, batch_size=32, mask_lr=0.05, head_lr=0.005,
+    model, f"{OUT}/modules", method="grad", limit=512,
+    warmup_epochs=1, mask_epochs=2, batch_size=32, mask_lr=0.05, head_lr=0.005,
 )
 for m in decomposition.modules:
     print(f"  {m.class_name:<12} {m.kernels:>4} kernels  KRR {m.krr:.1%}")
@@ -53,7 +53,7 @@ print(
 
 # %% patch a weak model's weakest class with the strong model's module for that class
 weak, weak_report = cnnsplit.train(
-    data, f"{OUT}/weak", arch="simcnn", width=0.125, epochs=2, limit=600, batch_size=64, milestones=()
+    data, f"{OUT}/weak", arch="simcnn", width=0.0625, epochs=1, limit=600, batch_size=64, milestones=()
 )
 f1 = [c["f1"] for c in weak.evaluate(data)["per_class"]]
 weakest = int(np.argmin(f1))
