@@ -226,8 +226,9 @@ fn dilate_kernel(w: &Tensor, dilation: usize) -> Result<Tensor> {
 }
 
 /// A conv of any geometry the spec allows (design §3): rectangular kernel, stride and padding,
-/// dilation, depthwise groups. Correct and differentiable, built from the fast square conv
-/// where it fits and from tensor ops otherwise; ordinary convs take [`conv2d`].
+/// dilation, depthwise groups. Differentiable; a depthwise conv takes `cpu_ops`'s direct
+/// depthwise op on the fast path, other convs the fast square conv where it fits and candle's
+/// conv otherwise; ordinary convs take [`conv2d`].
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
@@ -250,9 +251,10 @@ pub fn conv2d_general(
 ) -> Result<Tensor> {
     let (_, c, _, _) = x.dims4()?;
     let (o, wi, kh, kw) = w.dims4()?;
-    let xp = x
-        .pad_with_zeros(2, geometry.padding.h, geometry.padding.h)?
-        .pad_with_zeros(3, geometry.padding.w, geometry.padding.w)?;
+    let pad = || -> Result<Tensor> {
+        Ok(x.pad_with_zeros(2, geometry.padding.h, geometry.padding.h)?
+            .pad_with_zeros(3, geometry.padding.w, geometry.padding.w)?)
+    };
     let y = if geometry.groups > 1 {
         if geometry.groups != c || o != c || wi != 1 {
             return Err(crate::error::ModelError::Mismatch(format!(
@@ -262,7 +264,21 @@ pub fn conv2d_general(
                 geometry.groups
             )));
         }
-        // depthwise: Σ over taps of a shifted input times that tap's per-channel weight
+        if ops == OpsBackend::Fast && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+            let g = cpu_ops::DepthwiseGeometry {
+                stride: (geometry.stride.h, geometry.stride.w),
+                padding: (geometry.padding.h, geometry.padding.w),
+                dilation: geometry.dilation,
+            };
+            let y = cpu_ops::depthwise_conv2d(x, w, g)?;
+            return Ok(match b {
+                Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+                None => y,
+            });
+        }
+        // depthwise from tensor ops: Σ over taps of a shifted input times that tap's
+        // per-channel weight
+        let xp = pad()?;
         let (_, _, hp, wp) = xp.dims4()?;
         let d = geometry.dilation;
         let (ho, wo) = (hp - (kh - 1) * d, wp - (kw - 1) * d);
@@ -278,9 +294,12 @@ pub fn conv2d_general(
                 });
             }
         }
-        acc.expect("a kernel has at least one tap")
+        acc.ok_or_else(|| {
+            crate::error::ModelError::Mismatch(format!("conv weight {:?} has no taps", w.dims()))
+        })?
     } else {
         let wd = dilate_kernel(w, geometry.dilation)?;
+        let xp = pad()?;
         if wd.dim(2)? == wd.dim(3)? {
             conv2d(ops, &xp, &wd, None, 1, 0)?
         } else {
@@ -356,7 +375,9 @@ pub fn avg_pool2d(
                 });
             }
         }
-        let s = acc.expect("a window has at least one position");
+        let s = acc.ok_or_else(|| {
+            crate::error::ModelError::Mismatch("average pool with an empty window".into())
+        })?;
         subsample_axis(&subsample_axis(&s, 2, stride)?, 3, stride)
     };
     let sums = window_sum(x)?;

@@ -62,9 +62,11 @@ use candle_core::{bail, DType, Result, Tensor};
 mod block;
 mod bn;
 mod conv;
+mod grouped;
 mod optim;
 mod pool;
 pub mod reference;
+pub use grouped::{depthwise_conv2d, DepthwiseGeometry};
 mod rows;
 mod util;
 
