@@ -48,12 +48,15 @@ pub fn tiny_spec() -> ModelSpec {
         LayerSpec::Conv(ConvSpec {
             name: name.into(),
             out_channels: out,
-            kernel: 3,
-            stride: 1,
-            padding: 1,
+            kernel: 3.into(),
+            stride: 1.into(),
+            padding: 1.into(),
+            dilation: 1,
+            groups: 1,
             bias: bn.is_none(),
             bn: bn.map(Into::into),
             relu: true,
+            relu6: false,
         })
     };
     ModelSpec {
@@ -70,10 +73,14 @@ pub fn tiny_spec() -> ModelSpec {
             LayerSpec::MaxPool {
                 kernel: 2,
                 stride: 2,
+                padding: 0,
             },
             LayerSpec::Save { slot: "r".into() },
             conv("conv_1", None, 4),
-            LayerSpec::Add { slot: "r".into() },
+            LayerSpec::Add {
+                slot: "r".into(),
+                shortcut: vec![],
+            },
             LayerSpec::GlobalAvgPool,
             LayerSpec::Linear(LinearSpec {
                 name: "fc_2".into(),

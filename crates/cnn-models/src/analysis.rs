@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::error::ModelError;
 use crate::spec::{
-    LayerSpec, ModelSpec, MAX_ACTIVATION_ELEMENTS, MAX_PARAMETERS, MAX_TENSOR_ELEMENTS,
+    HeightWidth, LayerSpec, ModelSpec, MAX_ACTIVATION_ELEMENTS, MAX_PARAMETERS, MAX_TENSOR_ELEMENTS,
 };
 
 /// Where the channels a layer reads come from — needed to slice input channels on extraction.
@@ -50,18 +50,22 @@ pub struct ConvInfo {
     /// Output channels (kernels).
     pub out_channels: usize,
     /// Kernel size.
-    pub kernel: usize,
+    pub kernel: HeightWidth,
     /// Stride.
-    pub stride: usize,
-    /// Padding.
-    pub padding: usize,
+    pub stride: HeightWidth,
+    /// Padding on each side.
+    pub padding: HeightWidth,
+    /// Dilation (both axes).
+    pub dilation: usize,
+    /// Channel groups (1, or the channel count for a depthwise conv).
+    pub groups: usize,
     /// Whether the conv has a bias.
     pub bias: bool,
     /// Input height/width.
     pub in_hw: (usize, usize),
     /// Output height/width.
     pub out_hw: (usize, usize),
-    /// Where its input channels come from.
+    /// Where its input channels come from (for a depthwise conv: the site it belongs to).
     pub reads: ChannelSource,
     /// Mask site (coupling group) index.
     pub site: usize,
@@ -70,12 +74,24 @@ pub struct ConvInfo {
 impl ConvInfo {
     /// Multiply-accumulates per image.
     pub fn macs(&self) -> u64 {
-        (self.out_hw.0
-            * self.out_hw.1
-            * self.out_channels
-            * self.in_channels
-            * self.kernel
-            * self.kernel) as u64
+        (self.out_hw.0 * self.out_hw.1) as u64 * self.weight_elements() as u64
+    }
+    /// Whether this is a depthwise conv (one filter per input channel, groups > 1).
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1
+    }
+    /// Shape of the weight tensor: `[out, in / groups, kernel h, kernel w]`.
+    pub fn weight_shape(&self) -> Vec<usize> {
+        vec![
+            self.out_channels,
+            self.in_channels / self.groups.max(1),
+            self.kernel.h,
+            self.kernel.w,
+        ]
+    }
+    /// Number of weight values.
+    pub fn weight_elements(&self) -> usize {
+        self.weight_shape().iter().product()
     }
 }
 
@@ -188,7 +204,7 @@ impl Analysis {
         for c in &self.convs {
             out.push((
                 format!("{}.weight", c.name),
-                vec![c.out_channels, c.in_channels, c.kernel, c.kernel],
+                c.weight_shape(),
                 TensorRole::Param,
             ));
             if c.bias {
@@ -300,36 +316,40 @@ impl Walker {
                     let ActShape::Map(cin, h, w) = shape else {
                         return Err(invalid(&path, "conv after flatten: its input is a vector"));
                     };
-                    if c.out_channels == 0 || c.kernel == 0 || c.stride == 0 {
+                    if c.out_channels == 0
+                        || c.kernel.h == 0
+                        || c.kernel.w == 0
+                        || c.stride.h == 0
+                        || c.stride.w == 0
+                        || c.dilation == 0
+                        || c.groups == 0
+                    {
                         return Err(invalid(
                             &path,
-                            "out_channels, kernel and stride must be ≥ 1",
+                            "out_channels, kernel, stride, dilation and groups must be ≥ 1",
                         ));
                     }
-                    let padded = |side: usize| {
-                        c.padding
-                            .checked_mul(2)
-                            .and_then(|p| p.checked_add(side))
-                            .filter(|v| *v <= MAX_TENSOR_ELEMENTS)
-                            .ok_or_else(|| {
-                                invalid(&path, format!("padding {} is too large", c.padding))
-                            })
-                    };
-                    let (hp, wp) = (padded(h)?, padded(w)?);
-                    if hp < c.kernel || wp < c.kernel {
+                    if c.groups > 1 && !(c.groups == cin && c.out_channels == cin) {
                         return Err(invalid(
                             &path,
-                            format!("kernel {} larger than the padded input {hp}×{wp}", c.kernel),
+                            format!(
+                                "grouped conv with groups {} on {cin}→{} channels: only \
+                                 depthwise convs (groups = input = output channels) are supported",
+                                c.groups, c.out_channels
+                            ),
                         ));
+                    }
+                    if c.relu6 && !c.relu {
+                        return Err(invalid(&path, "relu6 is set but relu is not"));
                     }
                     let (ho, wo) = (
-                        (hp - c.kernel) / c.stride + 1,
-                        (wp - c.kernel) / c.stride + 1,
+                        conv_out_len(&path, h, c.kernel.h, c.stride.h, c.padding.h, c.dilation)?,
+                        conv_out_len(&path, w, c.kernel.w, c.stride.w, c.padding.w, c.dilation)?,
                     );
                     let weight_elems = c
                         .out_channels
-                        .checked_mul(cin)
-                        .and_then(|v| v.checked_mul(c.kernel.checked_mul(c.kernel)?))
+                        .checked_mul(cin / c.groups)
+                        .and_then(|v| v.checked_mul(c.kernel.h.checked_mul(c.kernel.w)?))
                         .filter(|v| *v <= MAX_TENSOR_ELEMENTS)
                         .ok_or_else(|| invalid(&path, "conv weight too large"))?;
                     let out_elems = ActShape::Map(c.out_channels, ho, wo).elements();
@@ -343,6 +363,19 @@ impl Walker {
                     let index = self.convs.len();
                     let reads = source_of(&producer, &mut self.parent, &self.convs, &path)?;
                     self.parent.push(index);
+                    if c.groups > 1 {
+                        // A depthwise conv keeps exactly the channels its input keeps: it joins
+                        // the mask site of the conv that feeds it (design §5.3).
+                        let Producer::Conv(feeder) = producer else {
+                            return Err(invalid(
+                                &path,
+                                "a depthwise conv must read a conv's output (not the input, a \
+                                 vector or a concatenation)",
+                            ));
+                        };
+                        let (ra, rb) = (find(&mut self.parent, feeder), index);
+                        self.parent[ra.max(rb)] = ra.min(rb);
+                    }
                     self.convs.push(ConvInfo {
                         index,
                         name: c.name.clone(),
@@ -352,6 +385,8 @@ impl Walker {
                         kernel: c.kernel,
                         stride: c.stride,
                         padding: c.padding,
+                        dilation: c.dilation,
+                        groups: c.groups,
                         bias: c.bias,
                         in_hw: (h, w),
                         out_hw: (ho, wo),
@@ -367,33 +402,69 @@ impl Walker {
                     }
                     params = p;
                     macs = ((ho * wo) as u64).saturating_mul(weight_elems as u64);
+                    let k = if c.kernel.is_square() {
+                        format!("{}×{}", c.kernel.h, c.kernel.h)
+                    } else {
+                        c.kernel.to_string()
+                    };
+                    let s = match (c.stride.is_square(), c.stride.h) {
+                        (true, 1) => String::new(),
+                        (true, n) => format!(" /{n}"),
+                        (false, _) => format!(" /{}", c.stride),
+                    };
                     desc = format!(
-                        "conv {k}×{k} {cin}→{co}{s}{bn}{relu}",
-                        k = c.kernel,
+                        "conv {k} {cin}→{co}{s}{dil}{dw}{bn}{act}",
                         co = c.out_channels,
-                        s = if c.stride != 1 {
-                            format!(" /{}", c.stride)
+                        dil = if c.dilation != 1 {
+                            format!(" dilation {}", c.dilation)
                         } else {
                             String::new()
                         },
+                        dw = if c.groups > 1 { " depthwise" } else { "" },
                         bn = if c.bn.is_some() { " +bn" } else { "" },
-                        relu = if c.relu { " +relu" } else { "" }
+                        act = match (c.relu, c.relu6) {
+                            (true, true) => " +relu6",
+                            (true, false) => " +relu",
+                            _ => "",
+                        }
                     );
                     shape = ActShape::Map(c.out_channels, ho, wo);
                     producer = Producer::Conv(index);
                 }
-                LayerSpec::MaxPool { kernel, stride } => {
+                LayerSpec::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
                     let ActShape::Map(c, h, w) = shape else {
                         return Err(invalid(&path, "max-pool after flatten"));
                     };
-                    if *kernel == 0 || *stride == 0 {
-                        return Err(invalid(&path, "pool kernel and stride must be ≥ 1"));
-                    }
-                    if h < *kernel || w < *kernel {
-                        return Err(invalid(&path, format!("pooling a {h}×{w} map with a {kernel}×{kernel} window leaves nothing")));
-                    }
-                    shape = ActShape::Map(c, (h - kernel) / stride + 1, (w - kernel) / stride + 1);
-                    desc = format!("max-pool {kernel}×{kernel} /{stride}");
+                    let (ho, wo) = pool_out(&path, (h, w), *kernel, *stride, *padding)?;
+                    shape = ActShape::Map(c, ho, wo);
+                    desc = format!("max-pool {kernel}×{kernel} /{stride}{}", pad_note(*padding));
+                    params = 0;
+                    macs = 0;
+                }
+                LayerSpec::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                    count_include_pad,
+                } => {
+                    let ActShape::Map(c, h, w) = shape else {
+                        return Err(invalid(&path, "average pool after flatten"));
+                    };
+                    let (ho, wo) = pool_out(&path, (h, w), *kernel, *stride, *padding)?;
+                    shape = ActShape::Map(c, ho, wo);
+                    desc = format!(
+                        "avg-pool {kernel}×{kernel} /{stride}{}{}",
+                        pad_note(*padding),
+                        if *padding > 0 && !count_include_pad {
+                            " (padding not counted)"
+                        } else {
+                            ""
+                        }
+                    );
                     params = 0;
                     macs = 0;
                 }
@@ -410,6 +481,11 @@ impl Walker {
                 }
                 LayerSpec::Relu => {
                     desc = "relu".into();
+                    params = 0;
+                    macs = 0;
+                }
+                LayerSpec::Relu6 => {
+                    desc = "relu6".into();
                     params = 0;
                     macs = 0;
                 }
@@ -495,7 +571,7 @@ impl Walker {
                     params = 0;
                     macs = 0;
                 }
-                LayerSpec::Add { slot } => {
+                LayerSpec::Add { slot, shortcut } => {
                     let Some((_, saved_shape, saved_prod)) =
                         self.slots.iter().find(|(s, _, _)| s == slot).cloned()
                     else {
@@ -505,6 +581,28 @@ impl Walker {
                                 "residual add reads slot `{slot}`, which no earlier layer saved"
                             ),
                         ));
+                    };
+                    let (saved_shape, saved_prod) = if shortcut.is_empty() {
+                        (saved_shape, saved_prod)
+                    } else {
+                        let spath = format!("{path}.shortcut");
+                        if shortcut.iter().any(|l| {
+                            matches!(
+                                l,
+                                LayerSpec::Save { .. }
+                                    | LayerSpec::Add { .. }
+                                    | LayerSpec::Concat { .. }
+                                    | LayerSpec::Flatten
+                                    | LayerSpec::GlobalAvgPool
+                                    | LayerSpec::Linear(_)
+                            )
+                        }) {
+                            return Err(invalid(
+                                &spath,
+                                "a shortcut holds only convs, pools, activations and dropout",
+                            ));
+                        }
+                        self.walk(shortcut, &spath, saved_shape, saved_prod)?
                     };
                     if saved_shape != shape {
                         let detail = match (shape, saved_shape) {
@@ -523,7 +621,11 @@ impl Walker {
                     };
                     let (ra, rb) = (find(&mut self.parent, *a), find(&mut self.parent, *b));
                     self.parent[ra.max(rb)] = ra.min(rb);
-                    desc = format!("add ← {slot}");
+                    desc = if shortcut.is_empty() {
+                        format!("add ← {slot}")
+                    } else {
+                        format!("add ← {slot} through its shortcut")
+                    };
                     params = 0;
                     macs = 0;
                 }
@@ -603,6 +705,70 @@ impl Walker {
             });
         }
         Ok((shape, producer))
+    }
+}
+
+/// Output length of a conv along one axis, or an error naming the layer when the kernel does
+/// not fit or the padding overflows.
+fn conv_out_len(
+    path: &str,
+    len: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Result<usize, ModelError> {
+    let padded = padding
+        .checked_mul(2)
+        .and_then(|p| p.checked_add(len))
+        .filter(|v| *v <= MAX_TENSOR_ELEMENTS)
+        .ok_or_else(|| invalid(path, format!("padding {padding} is too large")))?;
+    let span = (kernel - 1)
+        .checked_mul(dilation)
+        .and_then(|v| v.checked_add(1))
+        .filter(|v| *v <= MAX_TENSOR_ELEMENTS)
+        .ok_or_else(|| invalid(path, "kernel × dilation is too large"))?;
+    if padded < span {
+        return Err(invalid(
+            path,
+            format!("kernel span {span} larger than the padded input side {padded}"),
+        ));
+    }
+    Ok((padded - span) / stride + 1)
+}
+
+/// Output height and width of a square pooling window, checked.
+fn pool_out(
+    path: &str,
+    (h, w): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<(usize, usize), ModelError> {
+    if kernel == 0 || stride == 0 {
+        return Err(invalid(path, "pool kernel and stride must be ≥ 1"));
+    }
+    if padding.saturating_mul(2) > kernel {
+        return Err(invalid(
+            path,
+            format!("pool padding {padding} is more than half the {kernel}×{kernel} window"),
+        ));
+    }
+    let (hp, wp) = (h.saturating_add(2 * padding), w.saturating_add(2 * padding));
+    if hp < kernel || wp < kernel {
+        return Err(invalid(
+            path,
+            format!("pooling a {h}×{w} map with a {kernel}×{kernel} window leaves nothing"),
+        ));
+    }
+    Ok(((hp - kernel) / stride + 1, (wp - kernel) / stride + 1))
+}
+
+fn pad_note(padding: usize) -> String {
+    if padding > 0 {
+        format!(" pad {padding}")
+    } else {
+        String::new()
     }
 }
 

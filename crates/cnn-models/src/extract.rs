@@ -128,6 +128,10 @@ fn set_widths(layers: &mut [LayerSpec], widths: &[usize], next: &mut usize) {
         match layer {
             LayerSpec::Conv(c) => {
                 c.out_channels = widths[*next];
+                if c.groups > 1 {
+                    // a depthwise conv keeps one filter per kept input channel
+                    c.groups = widths[*next];
+                }
                 *next += 1;
             }
             LayerSpec::Concat { branches } => {
@@ -135,6 +139,7 @@ fn set_widths(layers: &mut [LayerSpec], widths: &[usize], next: &mut usize) {
                     set_widths(b, widths, next);
                 }
             }
+            LayerSpec::Add { shortcut, .. } => set_widths(shortcut, widths, next),
             _ => {}
         }
     }
@@ -188,10 +193,14 @@ pub fn extract_module(model: &Model, masks: &[KernelMask]) -> Result<(Model, Ext
         let cols = source_indices(&c.reads, &site_retained);
         let w = model.tensor(&format!("{}.weight", c.name))?;
         let zero = keep.is_empty();
-        let w_new = if zero {
-            Tensor::zeros((1, cols.len(), c.kernel, c.kernel), w.dtype(), device)?
-        } else {
-            select(&select(w, 0, keep)?, 1, &cols)?
+        let w_new = match (zero, c.is_depthwise()) {
+            (true, true) => Tensor::zeros((1, 1, c.kernel.h, c.kernel.w), w.dtype(), device)?,
+            (true, false) => {
+                Tensor::zeros((1, cols.len(), c.kernel.h, c.kernel.w), w.dtype(), device)?
+            }
+            // a depthwise filter reads only its own channel: keep the rows, not columns
+            (false, true) => select(w, 0, keep)?,
+            (false, false) => select(&select(w, 0, keep)?, 1, &cols)?,
         };
         tensors.insert(format!("{}.weight", c.name), w_new);
         if c.bias {
@@ -255,7 +264,7 @@ mod tests {
     use super::*;
     use crate::model::ForwardOptions;
     use crate::presets;
-    use crate::spec::{ConvSpec, InputShape, LinearSpec};
+    use crate::spec::{ConvSpec, HeightWidth, InputShape, LinearSpec};
     use proptest::prelude::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -264,12 +273,15 @@ mod tests {
         LayerSpec::Conv(ConvSpec {
             name: name.into(),
             out_channels: out,
-            kernel: k,
-            stride: 1,
-            padding: (k - 1) / 2,
+            kernel: k.into(),
+            stride: 1.into(),
+            padding: ((k - 1) / 2).into(),
+            dilation: 1,
+            groups: 1,
             bias: true,
             bn: bn.then(|| format!("{name}_bn")),
             relu,
+            relu6: false,
         })
     }
 
@@ -290,10 +302,14 @@ mod tests {
                 LayerSpec::Save { slot: "r".into() },
                 conv("b", 6, 3, false, true),
                 conv("c", 5, 3, true, true),
-                LayerSpec::Add { slot: "r".into() },
+                LayerSpec::Add {
+                    slot: "r".into(),
+                    shortcut: vec![],
+                },
                 LayerSpec::MaxPool {
                     kernel: 2,
                     stride: 2,
+                    padding: 0,
                 },
                 LayerSpec::Concat {
                     branches: vec![
@@ -306,6 +322,7 @@ mod tests {
                 LayerSpec::MaxPool {
                     kernel: 2,
                     stride: 2,
+                    padding: 0,
                 },
                 LayerSpec::Flatten,
                 LayerSpec::Linear(LinearSpec {
@@ -329,7 +346,168 @@ mod tests {
             2 => presets::incecnn(0.125, 3, 10),
             3 => presets::simcnn(0.125, 3, 10, false),
             4 => presets::rescnn(0.125, 3, 10, false),
-            _ => custom_spec(),
+            5 => custom_spec(),
+            6 => presets::resnet18(0.0625, 3, 10),
+            7 => presets::vgg16(0.0625, 3, 10),
+            8 => presets::mobilenetv2(0.125, 3, 10),
+            seed => random_modern_spec(seed as u64),
+        }
+    }
+
+    /// A random small network of the ResNet/MobileNet families' layer types: rectangular and
+    /// dilated convs, basic blocks with identity or projection shortcuts, inverted residuals
+    /// with depthwise convs and ReLU6, max-pools with padding and average pools.
+    fn random_modern_spec(seed: u64) -> ModelSpec {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let side = rng.random_range(9..=13);
+        let mut names = 0;
+        let mut name = |rng: &mut ChaCha8Rng| {
+            names += 1;
+            let _ = rng;
+            format!("l{names}")
+        };
+        let mut layers = Vec::new();
+        let kh = rng.random_range(1..=3);
+        let kw = rng.random_range(1..=3);
+        let stem_name = name(&mut rng);
+        let mut channels = rng.random_range(2..=5);
+        layers.push(LayerSpec::Conv(ConvSpec {
+            kernel: HeightWidth { h: kh, w: kw },
+            padding: HeightWidth {
+                h: kh / 2,
+                w: kw / 2,
+            },
+            stride: HeightWidth {
+                h: 1,
+                w: rng.random_range(1..=2),
+            },
+            dilation: rng.random_range(1..=2),
+            bn: rng.random_bool(0.7).then(|| format!("{stem_name}.bn")),
+            relu6: rng.random_bool(0.5),
+            ..ConvSpec::new(stem_name, channels, 1)
+        }));
+        for block in 0..rng.random_range(1..=3) {
+            let slot = format!("s{block}");
+            match rng.random_range(0..4) {
+                0 => {
+                    // basic block: identity or projection shortcut, ReLU after the add
+                    let out = if rng.random_bool(0.5) {
+                        channels
+                    } else {
+                        channels + 1
+                    };
+                    let stride = rng.random_range(1..=2);
+                    layers.push(LayerSpec::Save { slot: slot.clone() });
+                    let (a, b) = (name(&mut rng), name(&mut rng));
+                    layers.push(LayerSpec::Conv(ConvSpec {
+                        stride: stride.into(),
+                        bn: Some(format!("{a}.bn")),
+                        bias: false,
+                        ..ConvSpec::new(a, out, 3)
+                    }));
+                    layers.push(LayerSpec::Conv(ConvSpec {
+                        bn: Some(format!("{b}.bn")),
+                        relu: false,
+                        ..ConvSpec::new(b, out, 3)
+                    }));
+                    let shortcut = if stride != 1 || out != channels {
+                        let d = name(&mut rng);
+                        vec![LayerSpec::Conv(ConvSpec {
+                            stride: stride.into(),
+                            bn: rng.random_bool(0.5).then(|| format!("{d}.bn")),
+                            relu: false,
+                            ..ConvSpec::new(d, out, 1)
+                        })]
+                    } else {
+                        vec![]
+                    };
+                    layers.push(LayerSpec::Add { slot, shortcut });
+                    layers.push(LayerSpec::Relu);
+                    channels = out;
+                }
+                1 => {
+                    // inverted residual: expand → depthwise → project (+ add when it fits)
+                    let hidden = channels * rng.random_range(1..=3);
+                    let dilation = rng.random_range(1..=2);
+                    let stride = rng.random_range(1..=2);
+                    let out = if rng.random_bool(0.5) {
+                        channels
+                    } else {
+                        channels + 2
+                    };
+                    let (e, d, p) = (name(&mut rng), name(&mut rng), name(&mut rng));
+                    let residual = stride == 1 && out == channels;
+                    if residual {
+                        layers.push(LayerSpec::Save { slot: slot.clone() });
+                    }
+                    layers.push(LayerSpec::Conv(ConvSpec {
+                        bn: Some(format!("{e}.bn")),
+                        relu6: true,
+                        ..ConvSpec::new(e, hidden, 1)
+                    }));
+                    layers.push(LayerSpec::Conv(ConvSpec {
+                        groups: hidden,
+                        stride: stride.into(),
+                        dilation,
+                        padding: dilation.into(),
+                        bn: rng.random_bool(0.7).then(|| format!("{d}.bn")),
+                        relu6: true,
+                        ..ConvSpec::new(d, hidden, 3)
+                    }));
+                    layers.push(LayerSpec::Conv(ConvSpec {
+                        bn: Some(format!("{p}.bn")),
+                        relu: false,
+                        ..ConvSpec::new(p, out, 1)
+                    }));
+                    if residual {
+                        layers.push(LayerSpec::Add {
+                            slot,
+                            shortcut: vec![],
+                        });
+                    }
+                    channels = out;
+                }
+                2 => layers.push(LayerSpec::MaxPool {
+                    kernel: 3,
+                    stride: rng.random_range(1..=2),
+                    padding: 1,
+                }),
+                _ => {
+                    layers.push(LayerSpec::AvgPool {
+                        kernel: 3,
+                        stride: rng.random_range(1..=2),
+                        padding: rng.random_range(0..=1),
+                        count_include_pad: rng.random_bool(0.5),
+                    });
+                    layers.push(LayerSpec::Relu6);
+                }
+            }
+        }
+        if rng.random_bool(0.5) {
+            layers.push(LayerSpec::GlobalAvgPool);
+        } else {
+            layers.push(LayerSpec::Flatten);
+            layers.push(LayerSpec::Linear(LinearSpec {
+                name: "hidden".into(),
+                out_features: 5,
+                relu: true,
+            }));
+        }
+        layers.push(LayerSpec::Linear(LinearSpec {
+            name: "fc".into(),
+            out_features: 3,
+            relu: false,
+        }));
+        ModelSpec {
+            name: format!("random-{seed}"),
+            input: InputShape {
+                channels: 3,
+                height: side,
+                width: side + 1,
+            },
+            num_classes: 3,
+            conv_init: Default::default(),
+            layers,
         }
     }
 
@@ -416,6 +594,43 @@ mod tests {
         fn masked_equals_extracted(spec_index in 0usize..6, seed in any::<u64>()) {
             check(spec_index, seed);
         }
+
+        #[test]
+        fn masked_equals_extracted_for_modern_layer_types(
+            family in 9usize..10_000,
+            seed in any::<u64>(),
+        ) {
+            check(family, seed);
+        }
+    }
+
+    #[test]
+    fn resnet_vgg_mobilenet_masked_equals_extracted() {
+        for i in 6..9 {
+            check(i, 5 + i as u64);
+        }
+    }
+
+    #[test]
+    fn depthwise_and_projection_convs_share_their_sites() {
+        let a = presets::mobilenetv2(0.125, 3, 10).analyse().unwrap();
+        let site_of = |name: &str| a.convs.iter().find(|c| c.name == name).unwrap().site;
+        // block 2's depthwise conv joins its expand conv's site
+        assert_eq!(
+            site_of("features.2.conv.1.0"),
+            site_of("features.2.conv.0.0")
+        );
+        // block 1 (t = 1) has no expand conv: its depthwise joins the stem
+        assert_eq!(site_of("features.1.conv.0.0"), site_of("features.0.0"));
+        // the residual of block 3 couples its projection with block 2's
+        assert_eq!(site_of("features.3.conv.2"), site_of("features.2.conv.2"));
+        assert_ne!(site_of("features.2.conv.2"), site_of("features.2.conv.0.0"));
+        let r = presets::resnet18(0.0625, 3, 10).analyse().unwrap();
+        let site_of = |name: &str| r.convs.iter().find(|c| c.name == name).unwrap().site;
+        assert_eq!(site_of("layer2.0.downsample.0"), site_of("layer2.0.conv2"));
+        assert_eq!(site_of("layer2.1.conv2"), site_of("layer2.0.conv2"));
+        assert_eq!(site_of("layer1.1.conv2"), site_of("conv1"));
+        assert_ne!(site_of("layer2.0.conv2"), site_of("conv1"));
     }
 
     #[test]

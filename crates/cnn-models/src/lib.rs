@@ -46,7 +46,9 @@ pub use files::{load_model, save_model, ModelMeta};
 pub use model::{ForwardOptions, Model};
 pub use module::{Module, ModuleHead, ModuleMeta, ModuleSource};
 pub use ops::OpsBackend;
-pub use spec::{Analysis, ConvInfo, InputShape, LayerSpec, MaskSite, ModelSpec};
+pub use spec::{
+    Analysis, ConvInfo, ConvSpec, HeightWidth, InputShape, LayerSpec, MaskSite, ModelSpec,
+};
 pub use train::{train, TrainConfig, TrainData, TrainEvent, TrainReport};
 
 use rand::SeedableRng;

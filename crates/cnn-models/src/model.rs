@@ -298,9 +298,14 @@ impl<'a> Walk<'a, '_> {
                         Some(cm) => Some(&cm[info.index]),
                         None => self.opts.masks.map(|m| &m[info.site]),
                     };
+                    // Convs the fused ops do not take (grouped, dilated, rectangular, ReLU6) run
+                    // as a general conv followed by the separate BN, activation and mask ops.
+                    let plain = c.is_plain() && !c.relu6;
                     // Evaluation with BN: conv → BN (→ ReLU) (→ mask) as one fused op on the
                     // fast path (inference and GradSplitter's masked forward).
-                    if let (Some(bn), false, OpsBackend::Fast) = (&c.bn, self.opts.train, ops) {
+                    if let (Some(bn), false, OpsBackend::Fast, true) =
+                        (&c.bn, self.opts.train, ops, plain)
+                    {
                         let params = cpu_ops::ConvBnParams {
                             weight: w,
                             bias: b,
@@ -317,13 +322,18 @@ impl<'a> Walk<'a, '_> {
                         continue;
                     }
                     // Training with BN: conv → BN (→ ReLU) as one fused op on the fast path.
-                    let fused_bn = self.opts.train && c.bn.is_some() && ops == OpsBackend::Fast;
+                    let fused_bn =
+                        self.opts.train && c.bn.is_some() && ops == OpsBackend::Fast && plain;
+                    // ReLU6 is applied after the BN ops, which then run without their ReLU.
+                    let bn_relu = c.relu && !c.relu6;
                     // (With the fused op, `y` is assigned its output in the training branch
                     // below before it is read.)
                     let mut y = if fused_bn {
                         x.clone()
+                    } else if c.is_plain() {
+                        ops::conv2d(ops, &x, w, b, c.stride.h, c.padding.h)?
                     } else {
-                        ops::conv2d(ops, &x, w, b, c.stride, c.padding)?
+                        ops::conv2d_general(ops, &x, w, b, &ops::ConvGeometry::of(c))?
                     };
                     if let Some(bn) = &c.bn {
                         let gamma = self.t(&format!("{bn}.weight"))?;
@@ -332,10 +342,13 @@ impl<'a> Walk<'a, '_> {
                             // A max-pool right after goes inside the fused op too, unless the
                             // block's own output is needed (masks, recorded activity).
                             let pool = match layers.peek() {
-                                Some(LayerSpec::MaxPool { kernel, stride })
-                                    if fused_bn
-                                        && mask.is_none()
-                                        && self.opts.activity.is_none() =>
+                                Some(LayerSpec::MaxPool {
+                                    kernel,
+                                    stride,
+                                    padding: 0,
+                                }) if fused_bn
+                                    && mask.is_none()
+                                    && self.opts.activity.is_none() =>
                                 {
                                     Some((*kernel, *stride))
                                 }
@@ -353,10 +366,10 @@ impl<'a> Walk<'a, '_> {
                                 };
                                 cpu_ops::conv_bn_train(&x, &params, &block_config(c), pool)?
                             } else {
-                                ops::batch_norm_train(ops, &y, gamma, beta, BN_EPS, c.relu)?
+                                ops::batch_norm_train(ops, &y, gamma, beta, BN_EPS, bn_relu)?
                             };
                             // Elements per channel behind the statistics: the conv output's.
-                            let n = (mean_count(&x, w, c.stride, c.padding)?) as f64;
+                            let n = (x.dim(0)? * info.out_hw.0 * info.out_hw.1) as f64;
                             let unbiased = if n > 1.0 {
                                 (var.detach() * (n / (n - 1.0)))?
                             } else {
@@ -372,7 +385,7 @@ impl<'a> Walk<'a, '_> {
                         } else {
                             let rm = self.t(&format!("{bn}.running_mean"))?;
                             let rv = self.t(&format!("{bn}.running_var"))?;
-                            if let Some(m) = mask.filter(|_| c.relu) {
+                            if let Some(m) = mask.filter(|_| bn_relu) {
                                 y = ops::batch_norm_relu_mask_eval(
                                     ops, &y, gamma, beta, rm, rv, BN_EPS, m,
                                 )?;
@@ -380,8 +393,15 @@ impl<'a> Walk<'a, '_> {
                                 x = y;
                                 continue;
                             }
-                            y = ops::batch_norm_eval(ops, &y, gamma, beta, rm, rv, BN_EPS, c.relu)?;
+                            y = ops::batch_norm_eval(
+                                ops, &y, gamma, beta, rm, rv, BN_EPS, bn_relu,
+                            )?;
                         }
+                        if c.relu6 {
+                            y = ops::relu6(&y)?;
+                        }
+                    } else if c.relu6 {
+                        y = ops::relu6(&y)?;
                     } else if c.relu {
                         y = cpu_ops::reference::relu(&y)?;
                     }
@@ -391,9 +411,17 @@ impl<'a> Walk<'a, '_> {
                     self.record_activity(&y)?;
                     y
                 }
-                LayerSpec::MaxPool { kernel, stride } => {
-                    ops::max_pool2d(ops, &x, *kernel, *stride)?
-                }
+                LayerSpec::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => ops::max_pool2d_padded(ops, &x, *kernel, *stride, *padding)?,
+                LayerSpec::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                    count_include_pad,
+                } => ops::avg_pool2d(&x, *kernel, *stride, *padding, *count_include_pad)?,
                 LayerSpec::Dropout { p } => {
                     if self.opts.train {
                         match self.opts.dropout_rng.as_deref_mut() {
@@ -405,6 +433,7 @@ impl<'a> Walk<'a, '_> {
                     }
                 }
                 LayerSpec::Relu => cpu_ops::reference::relu(&x)?,
+                LayerSpec::Relu6 => ops::relu6(&x)?,
                 LayerSpec::Flatten => {
                     let b = x.dim(0)?;
                     x.reshape((b, ()))?
@@ -426,7 +455,7 @@ impl<'a> Walk<'a, '_> {
                     self.slots.push((slot.clone(), x.clone()));
                     x
                 }
-                LayerSpec::Add { slot } => {
+                LayerSpec::Add { slot, shortcut } => {
                     let saved = self
                         .slots
                         .iter()
@@ -435,7 +464,12 @@ impl<'a> Walk<'a, '_> {
                         .ok_or_else(|| {
                             ModelError::Mismatch(format!("slot `{slot}` was never saved"))
                         })?;
-                    (x + saved)?
+                    let skip = if shortcut.is_empty() {
+                        saved
+                    } else {
+                        self.layers(shortcut, saved)?
+                    };
+                    (x + skip)?
                 }
                 LayerSpec::Concat { branches } => {
                     let mut outs = Vec::with_capacity(branches.len());
@@ -453,20 +487,11 @@ impl<'a> Walk<'a, '_> {
 /// The fused conv → batch-norm op's settings for one conv of a spec.
 fn block_config(c: &crate::spec::ConvSpec) -> cpu_ops::ConvBnConfig {
     cpu_ops::ConvBnConfig {
-        stride: c.stride,
-        padding: c.padding,
+        stride: c.stride.h,
+        padding: c.padding.h,
         eps: BN_EPS,
         relu: c.relu,
     }
-}
-
-/// Elements per channel of a conv's output (batch × output height × width): the count behind
-/// its batch-norm statistics.
-fn mean_count(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<usize> {
-    let (n, _, h, wd) = x.dims4()?;
-    let k = w.dim(2)?;
-    let out = |len: usize| (len + 2 * padding).saturating_sub(k) / stride.max(1) + 1;
-    Ok(n * out(h) * out(wd))
 }
 
 /// Inverted dropout with a mask drawn from `rng` (so runs are reproducible from the seed).

@@ -1,6 +1,6 @@
 //! The paper's architectures as [`ModelSpec`] presets (design §3), scaled by a width multiplier.
 
-use crate::spec::{ConvInit, ConvSpec, InputShape, LayerSpec, LinearSpec, ModelSpec};
+use crate::spec::{ConvInit, ConvSpec, HeightWidth, InputShape, LayerSpec, LinearSpec, ModelSpec};
 
 /// Names of the presets [`by_name`] knows.
 pub const PRESET_NAMES: &[&str] = &[
@@ -12,6 +12,9 @@ pub const PRESET_NAMES: &[&str] = &[
     "simcnn-weak",
     "simcnn-cs-poorfit",
     "rescnn-cs-poorfit",
+    "resnet18",
+    "vgg16",
+    "mobilenetv2",
 ];
 
 /// Scale a width: max(1, round(w·c)).
@@ -23,12 +26,15 @@ fn conv(name: String, bn: Option<String>, out: usize, k: usize) -> LayerSpec {
     LayerSpec::Conv(ConvSpec {
         name,
         out_channels: out,
-        kernel: k,
-        stride: 1,
-        padding: (k - 1) / 2,
+        kernel: k.into(),
+        stride: 1.into(),
+        padding: ((k - 1) / 2).into(),
+        dilation: 1,
+        groups: 1,
         bias: true,
         bn,
         relu: true,
+        relu6: false,
     })
 }
 
@@ -36,6 +42,7 @@ fn pool() -> LayerSpec {
     LayerSpec::MaxPool {
         kernel: 2,
         stride: 2,
+        padding: 0,
     }
 }
 
@@ -143,12 +150,21 @@ pub fn rescnn_with(
         layers.push(conv(format!("conv_{i}.0"), bn, scaled(width, c), 3));
         match i {
             1 => layers.extend([pool(), LayerSpec::Save { slot: "r1".into() }]),
-            3 => layers.push(LayerSpec::Add { slot: "r1".into() }),
+            3 => layers.push(LayerSpec::Add {
+                slot: "r1".into(),
+                shortcut: vec![],
+            }),
             4 | 8 => layers.push(pool()),
             5 => layers.extend([pool(), LayerSpec::Save { slot: "r2".into() }]),
-            7 => layers.push(LayerSpec::Add { slot: "r2".into() }),
+            7 => layers.push(LayerSpec::Add {
+                slot: "r2".into(),
+                shortcut: vec![],
+            }),
             9 => layers.extend([pool(), LayerSpec::Save { slot: "r3".into() }]),
-            11 => layers.push(LayerSpec::Add { slot: "r3".into() }),
+            11 => layers.push(LayerSpec::Add {
+                slot: "r3".into(),
+                shortcut: vec![],
+            }),
             _ => {}
         }
     }
@@ -248,6 +264,242 @@ pub fn simcnn_weak(width: f64, in_channels: usize, num_classes: usize) -> ModelS
     }
 }
 
+/// A conv → BN block without bias, named as torchvision names it (`{name}` for the conv and
+/// `{bn}` for its BatchNorm).
+fn conv_bn(name: String, bn: String, out: usize, k: usize, stride: usize, relu: bool) -> ConvSpec {
+    ConvSpec {
+        stride: HeightWidth::square(stride),
+        bias: false,
+        bn: Some(bn),
+        relu,
+        ..ConvSpec::new(name, out, k)
+    }
+}
+
+/// ResNet-18, CIFAR style (design §3.5): a 3×3 stem conv (no initial max-pool), four stages
+/// of two basic blocks (64, 128, 256, 512 channels · w; stages 2–4 start with stride 2 and a
+/// 1×1 conv + BN projection shortcut), global average pool and `fc`. Tensor names are
+/// torchvision's (`conv1`, `bn1`, `layer2.0.downsample.0`, `fc`).
+///
+/// ```
+/// let spec = cnn_models::presets::resnet18(1.0, 3, 10);
+/// let a = spec.analyse().unwrap();
+/// assert_eq!(a.convs.len(), 20);
+/// assert_eq!(a.params(), 11_173_962); // torchvision's ResNet-18 with a 3×3 stem and 10 classes
+/// assert_eq!(a.sites.len(), 12); // the stem and each stage's block outputs are one site each
+/// ```
+pub fn resnet18(width: f64, in_channels: usize, num_classes: usize) -> ModelSpec {
+    let mut layers = vec![LayerSpec::Conv(conv_bn(
+        "conv1".into(),
+        "bn1".into(),
+        scaled(width, 64),
+        3,
+        1,
+        true,
+    ))];
+    let mut in_c = scaled(width, 64);
+    for (stage, base) in [64usize, 128, 256, 512].into_iter().enumerate() {
+        let c = scaled(width, base);
+        for block in 0..2 {
+            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+            let p = format!("layer{}.{block}", stage + 1);
+            let slot = format!("{p}.in");
+            layers.push(LayerSpec::Save { slot: slot.clone() });
+            layers.push(LayerSpec::Conv(conv_bn(
+                format!("{p}.conv1"),
+                format!("{p}.bn1"),
+                c,
+                3,
+                stride,
+                true,
+            )));
+            layers.push(LayerSpec::Conv(conv_bn(
+                format!("{p}.conv2"),
+                format!("{p}.bn2"),
+                c,
+                3,
+                1,
+                false,
+            )));
+            let shortcut = if stride != 1 || in_c != c {
+                vec![LayerSpec::Conv(conv_bn(
+                    format!("{p}.downsample.0"),
+                    format!("{p}.downsample.1"),
+                    c,
+                    1,
+                    stride,
+                    false,
+                ))]
+            } else {
+                vec![]
+            };
+            layers.push(LayerSpec::Add { slot, shortcut });
+            layers.push(LayerSpec::Relu);
+            in_c = c;
+        }
+    }
+    layers.push(LayerSpec::GlobalAvgPool);
+    layers.push(linear("fc", num_classes, false));
+    ModelSpec {
+        name: "resnet18".into(),
+        input: input(in_channels),
+        num_classes,
+        conv_init: ConvInit::TorchDefault,
+        layers,
+    }
+}
+
+/// VGG-16 with BatchNorm, CIFAR style (design §3.5): torchvision's 13 convs
+/// (64, 64, M, 128, 128, M, 256 × 3, M, 512 × 3, M, 512 × 3, M; channels · w), each conv →
+/// BN → ReLU named `features.{i}` / `features.{i+1}` as in torchvision's `vgg16_bn`, then one
+/// linear layer `classifier` on the 1×1 map (the CIFAR head, not ImageNet's 4096-wide one).
+///
+/// ```
+/// let spec = cnn_models::presets::vgg16(1.0, 3, 10);
+/// let a = spec.analyse().unwrap();
+/// assert_eq!(a.total_kernels(), 4224);
+/// assert_eq!(a.params(), 14_728_266);
+/// ```
+pub fn vgg16(width: f64, in_channels: usize, num_classes: usize) -> ModelSpec {
+    const PLAN: [usize; 18] = [
+        64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
+    ];
+    let mut layers = Vec::new();
+    let mut index = 0;
+    for c in PLAN {
+        if c == 0 {
+            layers.push(pool());
+            index += 1;
+        } else {
+            let spec = ConvSpec {
+                bn: Some(format!("features.{}", index + 1)),
+                ..ConvSpec::new(format!("features.{index}"), scaled(width, c), 3)
+            };
+            layers.push(LayerSpec::Conv(spec));
+            index += 3;
+        }
+    }
+    layers.push(LayerSpec::Flatten);
+    layers.push(linear("classifier", num_classes, false));
+    ModelSpec {
+        name: "vgg16".into(),
+        input: input(in_channels),
+        num_classes,
+        conv_init: ConvInit::TorchDefault,
+        layers,
+    }
+}
+
+/// MobileNetV2, CIFAR style (design §3.5): torchvision's layout — a 3×3 stem (stride 1 here),
+/// 17 inverted-residual blocks (1×1 expand → 3×3 depthwise → 1×1 project, ReLU6, a residual
+/// add where stride is 1 and widths match), a 1×1 conv to 1280 · w, global average pool,
+/// dropout 0.2 and `classifier.1` — with the second stage at stride 1 so a 32×32 input ends at
+/// 4×4. Channels are max(1, round(w·c)) (not torchvision's multiples of 8); tensor names are
+/// torchvision's (`features.2.conv.1.0` is block 2's depthwise conv).
+///
+/// ```
+/// let spec = cnn_models::presets::mobilenetv2(1.0, 3, 10);
+/// let a = spec.analyse().unwrap();
+/// assert_eq!(a.convs.len(), 52);
+/// assert_eq!(a.params(), 2_236_682); // torchvision's mobilenet_v2 with 10 classes
+/// ```
+pub fn mobilenetv2(width: f64, in_channels: usize, num_classes: usize) -> ModelSpec {
+    const SETTINGS: [(usize, usize, usize, usize); 7] = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 1),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ];
+    let relu6 = |mut c: ConvSpec| {
+        c.relu6 = true;
+        LayerSpec::Conv(c)
+    };
+    let mut in_c = scaled(width, 32);
+    let mut layers = vec![relu6(conv_bn(
+        "features.0.0".into(),
+        "features.0.1".into(),
+        in_c,
+        3,
+        1,
+        true,
+    ))];
+    let mut feature = 1;
+    for (t, c, n, s) in SETTINGS {
+        let out_c = scaled(width, c);
+        for i in 0..n {
+            let stride = if i == 0 { s } else { 1 };
+            let hidden = in_c * t;
+            let p = format!("features.{feature}.conv");
+            let mut block = Vec::new();
+            let mut part = 0;
+            if t != 1 {
+                block.push(relu6(conv_bn(
+                    format!("{p}.0.0"),
+                    format!("{p}.0.1"),
+                    hidden,
+                    1,
+                    1,
+                    true,
+                )));
+                part = 1;
+            }
+            block.push(relu6(ConvSpec {
+                groups: hidden,
+                ..conv_bn(
+                    format!("{p}.{part}.0"),
+                    format!("{p}.{part}.1"),
+                    hidden,
+                    3,
+                    stride,
+                    true,
+                )
+            }));
+            block.push(LayerSpec::Conv(conv_bn(
+                format!("{p}.{}", part + 1),
+                format!("{p}.{}", part + 2),
+                out_c,
+                1,
+                1,
+                false,
+            )));
+            if stride == 1 && in_c == out_c {
+                let slot = format!("features.{feature}.in");
+                layers.push(LayerSpec::Save { slot: slot.clone() });
+                layers.extend(block);
+                layers.push(LayerSpec::Add {
+                    slot,
+                    shortcut: vec![],
+                });
+            } else {
+                layers.extend(block);
+            }
+            in_c = out_c;
+            feature += 1;
+        }
+    }
+    layers.push(relu6(conv_bn(
+        format!("features.{feature}.0"),
+        format!("features.{feature}.1"),
+        scaled(width, 1280),
+        1,
+        1,
+        true,
+    )));
+    layers.push(LayerSpec::GlobalAvgPool);
+    layers.push(LayerSpec::Dropout { p: 0.2 });
+    layers.push(linear("classifier.1", num_classes, false));
+    ModelSpec {
+        name: "mobilenetv2".into(),
+        input: input(in_channels),
+        num_classes,
+        conv_init: ConvInit::TorchDefault,
+        layers,
+    }
+}
+
 /// A preset by name (see [`PRESET_NAMES`]).
 pub fn by_name(
     name: &str,
@@ -264,6 +516,9 @@ pub fn by_name(
         "simcnn-weak" => simcnn_weak(width, in_channels, num_classes),
         "simcnn-cs-poorfit" => simcnn_with(width, in_channels, num_classes, false, false),
         "rescnn-cs-poorfit" => rescnn_with(width, in_channels, num_classes, false, false),
+        "resnet18" => resnet18(width, in_channels, num_classes),
+        "vgg16" => vgg16(width, in_channels, num_classes),
+        "mobilenetv2" => mobilenetv2(width, in_channels, num_classes),
         _ => return None,
     })
 }

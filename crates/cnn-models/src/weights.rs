@@ -26,14 +26,14 @@ pub fn init_tensors(
 ) -> Result<BTreeMap<String, Tensor>> {
     let mut out = BTreeMap::new();
     for c in &analysis.convs {
-        let fan_in = c.in_channels * c.kernel * c.kernel;
-        let n = c.out_channels * fan_in;
-        let shape = (c.out_channels, c.in_channels, c.kernel, c.kernel);
+        let shape = c.weight_shape();
+        let n = c.weight_elements();
+        let fan_in = n / c.out_channels;
         let bound = 1.0 / (fan_in as f32).sqrt();
         let (w, b) = match spec.conv_init {
             ConvInit::TorchDefault => (uniform(rng, n, bound), uniform(rng, c.out_channels, bound)),
             ConvInit::HeNormalFanOut => {
-                let std = (2.0 / (c.kernel * c.kernel * c.out_channels) as f64).sqrt();
+                let std = (2.0 / (c.kernel.h * c.kernel.w * c.out_channels) as f64).sqrt();
                 let normal =
                     Normal::new(0.0, std).map_err(|e| ModelError::Mismatch(e.to_string()))?;
                 (

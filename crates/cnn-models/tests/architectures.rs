@@ -114,8 +114,8 @@ fn incecnn_blocks_concatenate_with_full_width_offsets() {
     assert_eq!(a.convs[9].in_channels, 1088);
     let (src, hw) = a.linears[0].reads.clone().unwrap();
     assert_eq!((src.channels(), hw), (1088, 1));
-    assert_eq!(a.convs[5].kernel, 5);
-    assert_eq!(a.convs[5].padding, 2);
+    assert_eq!(a.convs[5].kernel, 5.into());
+    assert_eq!(a.convs[5].padding, 2.into());
 }
 
 #[test]
@@ -145,12 +145,15 @@ fn conv(name: &str, out: usize) -> LayerSpec {
     LayerSpec::Conv(ConvSpec {
         name: name.into(),
         out_channels: out,
-        kernel: 3,
-        stride: 1,
-        padding: 1,
+        kernel: 3.into(),
+        stride: 1.into(),
+        padding: 1.into(),
+        dilation: 1,
+        groups: 1,
         bias: true,
         bn: None,
         relu: true,
+        relu6: false,
     })
 }
 
@@ -180,6 +183,7 @@ fn impossible_specs_are_rejected_naming_the_layer() {
     let pool = LayerSpec::MaxPool {
         kernel: 2,
         stride: 2,
+        padding: 0,
     };
     let cases: Vec<(ModelSpec, &str)> = vec![
         // pooling below 1×1
@@ -201,7 +205,10 @@ fn impossible_specs_are_rejected_naming_the_layer() {
                 conv("c0", 4),
                 LayerSpec::Save { slot: "r".into() },
                 conv("c1", 8),
-                LayerSpec::Add { slot: "r".into() },
+                LayerSpec::Add {
+                    slot: "r".into(),
+                    shortcut: vec![],
+                },
                 LayerSpec::Flatten,
                 fc(4),
             ]),
@@ -213,6 +220,7 @@ fn impossible_specs_are_rejected_naming_the_layer() {
                 conv("c0", 4),
                 LayerSpec::Add {
                     slot: "nope".into(),
+                    shortcut: vec![],
                 },
                 LayerSpec::Flatten,
                 fc(4),
@@ -254,7 +262,10 @@ fn a_user_spec_with_residual_and_concat_runs() {
         conv("a", 6),
         LayerSpec::Save { slot: "r".into() },
         conv("b", 6),
-        LayerSpec::Add { slot: "r".into() },
+        LayerSpec::Add {
+            slot: "r".into(),
+            shortcut: vec![],
+        },
         LayerSpec::Concat {
             branches: vec![vec![conv("c", 3)], vec![conv("d", 5)]],
         },
@@ -295,16 +306,19 @@ fn impossible_networks_are_rejected_at_validation_naming_the_layer() {
             relu: false,
         })
     };
-    let big_conv = |padding, kernel| {
+    let big_conv = |padding: usize, kernel: usize| {
         LayerSpec::Conv(ConvSpec {
             name: "c1".into(),
             out_channels: 4,
-            kernel,
-            stride: 1,
-            padding,
+            kernel: kernel.into(),
+            stride: 1.into(),
+            padding: padding.into(),
+            dilation: 1,
+            groups: 1,
             bias: true,
             bn: None,
             relu: true,
+            relu6: false,
         })
     };
     let cases: Vec<(&str, ModelSpec, &str, &str)> = vec![
@@ -314,7 +328,7 @@ fn impossible_networks_are_rejected_at_validation_naming_the_layer() {
                 conv("c0", 4),
                 LayerSpec::Save { slot: "r".into() },
                 conv("c1", 6),
-                LayerSpec::Add { slot: "r".into() },
+                LayerSpec::Add { slot: "r".into(), shortcut: vec![] },
                 LayerSpec::Flatten,
                 fc("fc", 4),
             ]),
@@ -328,10 +342,12 @@ fn impossible_networks_are_rejected_at_validation_naming_the_layer() {
                 LayerSpec::MaxPool {
                     kernel: 4,
                     stride: 4,
+                    padding: 0,
                 },
                 LayerSpec::MaxPool {
                     kernel: 4,
                     stride: 4,
+                    padding: 0,
                 },
                 LayerSpec::Flatten,
                 fc("fc", 4),
@@ -347,9 +363,10 @@ fn impossible_networks_are_rejected_at_validation_naming_the_layer() {
                 LayerSpec::MaxPool {
                     kernel: 2,
                     stride: 2,
+                    padding: 0,
                 },
                 conv("c1", 4),
-                LayerSpec::Add { slot: "r".into() },
+                LayerSpec::Add { slot: "r".into(), shortcut: vec![] },
                 LayerSpec::Flatten,
                 fc("fc", 4),
             ]),
@@ -360,7 +377,7 @@ fn impossible_networks_are_rejected_at_validation_naming_the_layer() {
             "a cycle: an add reading a slot that is only saved later",
             small(vec![
                 conv("c0", 4),
-                LayerSpec::Add { slot: "r".into() },
+                LayerSpec::Add { slot: "r".into(), shortcut: vec![] },
                 conv("c1", 4),
                 LayerSpec::Save { slot: "r".into() },
                 LayerSpec::Flatten,
@@ -450,6 +467,7 @@ fn analysis_counts_activation_values_per_image() {
         LayerSpec::MaxPool {
             kernel: 2,
             stride: 2,
+            padding: 0,
         },
         LayerSpec::Flatten,
         fc_named("fc", 4),

@@ -372,7 +372,7 @@ fn fast_and_candle_ops_agree_in_a_training_forward() {
     };
     let x = seeded_input(2, 9);
     let w = model.tensor(&format!("{}.weight", c.name)).unwrap();
-    let mut y = x.conv2d(w, c.padding, c.stride, 1, 1).unwrap();
+    let mut y = x.conv2d(w, c.padding.h, c.stride.h, 1, 1).unwrap();
     if c.bias {
         let b = model.tensor(&format!("{}.bias", c.name)).unwrap();
         y = y.broadcast_add(&b.reshape((1, (), 1, 1)).unwrap()).unwrap();

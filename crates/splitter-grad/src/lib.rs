@@ -30,8 +30,8 @@
 //!     num_classes: 2,
 //!     conv_init: Default::default(),
 //!     layers: vec![
-//!         LayerSpec::Conv(ConvSpec { name: "conv_0.0".into(), out_channels: 4, kernel: 3, stride: 1, padding: 1,
-//!             bias: true, bn: Some("conv_0.1".into()), relu: true }),
+//!         LayerSpec::Conv(ConvSpec { name: "conv_0.0".into(), out_channels: 4, kernel: 3.into(), stride: 1.into(), padding: 1.into(), dilation: 1, groups: 1,
+//!             bias: true, bn: Some("conv_0.1".into()), relu: true, relu6: false }),
 //!         LayerSpec::GlobalAvgPool,
 //!         LayerSpec::Linear(LinearSpec { name: "fc_1".into(), out_features: 2, relu: false }),
 //!     ],

@@ -51,12 +51,15 @@ fn conv(name: &str, out: usize) -> LayerSpec {
     LayerSpec::Conv(ConvSpec {
         name: format!("{name}.0"),
         out_channels: out,
-        kernel: 3,
-        stride: 1,
-        padding: 1,
+        kernel: 3.into(),
+        stride: 1.into(),
+        padding: 1.into(),
+        dilation: 1,
+        groups: 1,
         bias: true,
         bn: Some(format!("{name}.1")),
         relu: true,
+        relu6: false,
     })
 }
 
@@ -75,15 +78,20 @@ fn tiny_spec() -> ModelSpec {
             conv("conv_0", 4),
             LayerSpec::Save { slot: "r".into() },
             conv("conv_1", 4),
-            LayerSpec::Add { slot: "r".into() },
+            LayerSpec::Add {
+                slot: "r".into(),
+                shortcut: vec![],
+            },
             LayerSpec::MaxPool {
                 kernel: 2,
                 stride: 2,
+                padding: 0,
             },
             conv("conv_2", 6),
             LayerSpec::MaxPool {
                 kernel: 4,
                 stride: 4,
+                padding: 0,
             },
             LayerSpec::Flatten,
             LayerSpec::Linear(LinearSpec {
