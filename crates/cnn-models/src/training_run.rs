@@ -96,6 +96,35 @@ pub struct TrainedModel {
     pub weights_sha256: String,
 }
 
+impl TrainedModel {
+    /// The summary `cnnsplit train --json` prints and the Python `train` returns: where the
+    /// model went (`out`), its architecture name and `width`, size and cost, the data parts,
+    /// every epoch, the chosen one, the test evaluation, time and weights hash.
+    pub fn summary_json(&self, out: &Path, width: f64) -> serde_json::Value {
+        let an = self.model.analysis();
+        json!({
+            "model": out,
+            "arch": self.model.spec().name,
+            "width": width,
+            "params": an.params(),
+            "kernels": an.total_kernels(),
+            "macs": an.macs(),
+            "train_images": self.train_images,
+            "val_images": self.val_images,
+            "epochs": self.report.records,
+            "best_epoch": self.report.best_epoch,
+            "epochs_run": self.report.epochs_run,
+            "stopped_early": self.report.stopped_early,
+            "best_val_accuracy": self.report.best_val_accuracy,
+            "test_accuracy": self.test.accuracy,
+            "test_images": self.test.samples,
+            "test_per_class": self.test.per_class,
+            "train_seconds": self.train_seconds,
+            "weights_sha256": self.weights_sha256,
+        })
+    }
+}
+
 /// Train `run.spec` from its seed's initial weights, evaluate the best epoch on the test split,
 /// and save it to `run.out`; `on_event` sees every epoch and batch (for progress bars).
 pub fn train_and_save(

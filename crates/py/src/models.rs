@@ -355,27 +355,7 @@ fn train(
     let trained = detached(py, || {
         train_and_save(&run, &mut |e| train_event(&hook, e)).map_err(lib_err)
     })?;
-    let an = trained.model.analysis();
-    let report = json!({
-        "model": out,
-        "arch": run.spec.name,
-        "width": width,
-        "params": an.params(),
-        "kernels": an.total_kernels(),
-        "macs": an.macs(),
-        "train_images": trained.train_images,
-        "val_images": trained.val_images,
-        "epochs": trained.report.records,
-        "best_epoch": trained.report.best_epoch,
-        "epochs_run": trained.report.epochs_run,
-        "stopped_early": trained.report.stopped_early,
-        "best_val_accuracy": trained.report.best_val_accuracy,
-        "test_accuracy": trained.test.accuracy,
-        "test_images": trained.test.samples,
-        "test_per_class": trained.test.per_class,
-        "train_seconds": trained.train_seconds,
-        "weights_sha256": trained.weights_sha256,
-    });
+    let report = trained.summary_json(&out, width);
     let model = PyModel {
         model: trained.model,
         meta: trained.meta,

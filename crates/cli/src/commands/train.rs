@@ -124,27 +124,7 @@ pub fn run_training(g: &Global, run: &TrainRun<'_>, width: f64) -> Result<serde_
     }
     let mut progress = TrainProgress::new(g.quiet);
     let trained = train_and_save(run, &mut |e| progress.event(e))?;
-    let an = trained.model.analysis();
-    Ok(json!({
-        "model": run.out,
-        "arch": run.spec.name,
-        "width": width,
-        "params": an.params(),
-        "kernels": an.total_kernels(),
-        "macs": an.macs(),
-        "train_images": trained.train_images,
-        "val_images": trained.val_images,
-        "epochs": trained.report.records,
-        "best_epoch": trained.report.best_epoch,
-        "epochs_run": trained.report.epochs_run,
-        "stopped_early": trained.report.stopped_early,
-        "best_val_accuracy": trained.report.best_val_accuracy,
-        "test_accuracy": trained.test.accuracy,
-        "test_images": trained.test.samples,
-        "test_per_class": trained.test.per_class,
-        "train_seconds": trained.train_seconds,
-        "weights_sha256": trained.weights_sha256,
-    }))
+    Ok(trained.summary_json(run.out, width))
 }
 
 /// `cnnsplit import`: a PyTorch state_dict (safetensors) into a model directory.
