@@ -236,24 +236,17 @@ fn parts(
     limit: Option<usize>,
 ) -> PyResult<(Vec<usize>, Vec<usize>, ValidationSplit, String)> {
     let val_split = ValidationSplit::of(&parent.meta);
-    let (mut train_idx, val_idx) = val_split
+    let (train_idx, val_idx) = val_split
         .split
         .indices(&data.splits.train, val_split.seed)
         .map_err(lib_err)?;
-    let train_sample = match limit {
-        Some(limit) if limit < train_idx.len() => {
-            let labels = &data.splits.train.labels;
-            let part: Vec<u32> = train_idx.iter().map(|&i| u32::from(labels[i])).collect();
-            if splitter_grad::class_imbalanced(&part, data.splits.train.num_classes()) {
-                train_idx = cnn_data::class_balanced_prefix(&train_idx, labels, limit);
-                format!("class-balanced-{}", train_idx.len())
-            } else {
-                train_idx.truncate(limit);
-                format!("first-{limit}")
-            }
-        }
-        _ => String::new(),
-    };
+    let (train_idx, train_sample) = splitter_grad::limit_training_part(
+        train_idx,
+        &data.splits.train.labels,
+        data.splits.train.num_classes(),
+        limit,
+        splitter_grad::LimitSampling::Auto,
+    );
     Ok((train_idx, val_idx, val_split, train_sample))
 }
 

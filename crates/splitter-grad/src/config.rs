@@ -257,6 +257,62 @@ pub fn class_imbalanced(labels: &[u32], num_classes: usize) -> bool {
     cnn_models::metrics::class_count_ratio(labels, num_classes) > IMBALANCE_RATIO
 }
 
+/// Which images of the training part a decomposition limited to N images keeps (design §5.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LimitSampling {
+    /// Class-balanced when the part is [`class_imbalanced`] (a Dirichlet estimator's), else
+    /// the first N.
+    #[default]
+    Auto,
+    /// The first N images of the part.
+    First,
+    /// ⌈N / classes⌉ of every class in turn, in the part's order
+    /// ([`cnn_data::class_balanced_prefix`]).
+    Balanced,
+}
+
+/// The training part `part` (indices into `labels`) cut to `limit` images by `sampling`, and
+/// how (`decomposition.json`'s `train_sample`: `first-N`, `class-balanced-M`, or empty when
+/// `limit` is `None` or not below the part's size, and the part is kept whole).
+///
+/// ```
+/// use splitter_grad::{limit_training_part, LimitSampling};
+/// let labels = [0u16, 0, 0, 0, 0, 0, 1, 1];
+/// let part: Vec<usize> = (0..8).collect();
+/// let (first, how) = limit_training_part(part.clone(), &labels, 2, Some(4), LimitSampling::First);
+/// assert_eq!((first, how.as_str()), (vec![0, 1, 2, 3], "first-4"));
+/// let (auto, how) = limit_training_part(part.clone(), &labels, 2, Some(4), LimitSampling::Auto);
+/// assert_eq!((auto, how.as_str()), (vec![0, 1, 6, 7], "class-balanced-4"));
+/// assert_eq!(limit_training_part(part.clone(), &labels, 2, None, LimitSampling::Auto), (part, String::new()));
+/// ```
+pub fn limit_training_part(
+    mut part: Vec<usize>,
+    labels: &[u16],
+    num_classes: usize,
+    limit: Option<usize>,
+    sampling: LimitSampling,
+) -> (Vec<usize>, String) {
+    let Some(limit) = limit.filter(|&l| l < part.len()) else {
+        return (part, String::new());
+    };
+    let balanced = match sampling {
+        LimitSampling::First => false,
+        LimitSampling::Balanced => true,
+        LimitSampling::Auto => {
+            let part_labels: Vec<u32> = part.iter().map(|&i| u32::from(labels[i])).collect();
+            class_imbalanced(&part_labels, num_classes)
+        }
+    };
+    if balanced {
+        let kept = cnn_data::class_balanced_prefix(&part, labels, limit);
+        let how = format!("class-balanced-{}", kept.len());
+        (kept, how)
+    } else {
+        part.truncate(limit);
+        (part, format!("first-{limit}"))
+    }
+}
+
 impl SelectionMetric {
     /// The metric for a validation part with these labels among `num_classes` classes:
     /// balanced accuracy when its class counts are imbalanced ([`IMBALANCE_RATIO`]).

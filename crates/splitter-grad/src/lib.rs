@@ -60,8 +60,8 @@ pub mod ste;
 
 pub use cnn_models::checkpoint::{Checkpointing, Resume};
 pub use config::{
-    choose_epoch, class_imbalanced, krr_stalled, GradSplitConfig, MaskInit, Phase, SearchEpoch,
-    SelectionMetric, IMBALANCE_RATIO,
+    choose_epoch, class_imbalanced, krr_stalled, limit_training_part, GradSplitConfig,
+    LimitSampling, MaskInit, Phase, SearchEpoch, SelectionMetric, IMBALANCE_RATIO,
 };
 pub use decompose::{decompose, GradRecord};
 pub use error::{GradSplitError, Result};

@@ -96,28 +96,19 @@ pub fn prepare(g: &Global, t: &DecomposeTarget<'_>) -> Result<Prepared> {
     if let Some(warning) = val_split.warning(t.model) {
         tracing::warn!("{warning}");
     }
-    let (mut train_idx, val_idx) = val_split.split.indices(&data.train, val_split.seed)?;
-    let train_sample = match t.limit {
-        Some(limit) if limit < train_idx.len() => {
-            let labels = &data.train.labels;
-            let balanced = match t.limit_sampling {
-                LimitSampling::First => false,
-                LimitSampling::Balanced => true,
-                LimitSampling::Auto => {
-                    let part: Vec<u32> = train_idx.iter().map(|&i| u32::from(labels[i])).collect();
-                    splitter_grad::class_imbalanced(&part, data.train.num_classes())
-                }
-            };
-            if balanced {
-                train_idx = cnn_data::class_balanced_prefix(&train_idx, labels, limit);
-                format!("class-balanced-{}", train_idx.len())
-            } else {
-                train_idx.truncate(limit);
-                format!("first-{limit}")
-            }
-        }
-        _ => String::new(),
+    let (train_idx, val_idx) = val_split.split.indices(&data.train, val_split.seed)?;
+    let sampling = match t.limit_sampling {
+        LimitSampling::Auto => splitter_grad::LimitSampling::Auto,
+        LimitSampling::First => splitter_grad::LimitSampling::First,
+        LimitSampling::Balanced => splitter_grad::LimitSampling::Balanced,
     };
+    let (train_idx, train_sample) = splitter_grad::limit_training_part(
+        train_idx,
+        &data.train.labels,
+        data.train.num_classes(),
+        t.limit,
+        sampling,
+    );
     if t.out.join(DECOMPOSITION_FILE).exists() && !t.resume {
         bail!(
             "{} already holds a decomposition: choose another --out, delete it, or pass --resume",
