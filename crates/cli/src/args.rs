@@ -212,12 +212,17 @@ pub struct PredictArgs {
 pub struct ImportArgs {
     #[command(flatten)]
     pub arch: ArchArgs,
-    /// Number of classes.
-    #[arg(long, default_value_t = 10)]
-    pub num_classes: usize,
-    /// The PyTorch state_dict as safetensors.
+    /// Number of classes [default: 10; with --onnx, the file's, and a different number is an
+    /// error].
     #[arg(long)]
-    pub weights: PathBuf,
+    pub num_classes: Option<usize>,
+    /// The PyTorch state_dict as safetensors (with --arch and --width).
+    #[arg(long, required_unless_present = "onnx")]
+    pub weights: Option<PathBuf>,
+    /// An ONNX model (opset 11–23, as torch.onnx.export writes it, BatchNorm folded or kept):
+    /// the architecture and the weights come from the file, layer names from its initialisers.
+    #[arg(long, conflicts_with_all = ["weights", "arch", "width"])]
+    pub onnx: Option<PathBuf>,
     /// Dataset the model was trained on (sets input format, normalisation and class names).
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,

@@ -152,6 +152,9 @@ impl std::fmt::Display for ActShape {
 pub struct LayerRow {
     /// Path of the layer in the spec (`3`, `7.branch1.0`).
     pub path: String,
+    /// Parameter-name prefix of a conv or linear layer (`layer1.0.conv1`), empty for layers
+    /// without parameters.
+    pub name: String,
     /// What it is (`conv 3×3 3→16 +bn +relu`).
     pub description: String,
     /// Output shape.
@@ -696,8 +699,14 @@ impl Walker {
                     ),
                 ));
             }
+            let name = match layer {
+                LayerSpec::Conv(c) => c.name.clone(),
+                LayerSpec::Linear(l) => l.name.clone(),
+                _ => String::new(),
+            };
             self.rows.push(LayerRow {
                 path,
+                name,
                 description: desc,
                 output: shape.to_string(),
                 params,

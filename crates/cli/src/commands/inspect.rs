@@ -59,14 +59,21 @@ pub fn inspect(g: &Global, a: InspectArgs) -> Result<()> {
         spec.input.width,
         spec.num_classes
     );
+    let name_width = an
+        .rows
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     println!(
-        "{:<14} {:<32} {:>14} {:>12} {:>14}",
-        "layer", "op", "output", "params", "MACs"
+        "{:<14} {:<name_width$} {:<32} {:>14} {:>12} {:>14}",
+        "layer", "name", "op", "output", "params", "MACs"
     );
     for r in &an.rows {
         println!(
-            "{:<14} {:<32} {:>14} {:>12} {:>14}",
-            r.path, r.description, r.output, r.params, r.macs
+            "{:<14} {:<name_width$} {:<32} {:>14} {:>12} {:>14}",
+            r.path, r.name, r.description, r.output, r.params, r.macs
         );
     }
     println!(

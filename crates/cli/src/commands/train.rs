@@ -127,34 +127,93 @@ pub fn run_training(g: &Global, run: &TrainRun<'_>, width: f64) -> Result<serde_
     Ok(trained.summary_json(run.out, width))
 }
 
-/// `cnnsplit import`: a PyTorch state_dict (safetensors) into a model directory.
+/// `cnnsplit import`: a PyTorch state_dict (safetensors) or an ONNX model into a model
+/// directory.
 pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
     let dev = device(g.device)?;
     let dspec: DatasetSpec = a
         .dataset
         .parse()
         .with_context(|| format!("--dataset {}", a.dataset))?;
-    let format = InputFormat::for_dataset(dspec.kind);
+    let (model, format, source) = match (&a.onnx, &a.weights) {
+        (Some(file), _) => {
+            let (model, summary) = onnx_import::import_onnx(file, &dev)?;
+            let classes = model.spec().num_classes;
+            if let Some(n) = a.num_classes.filter(|n| *n != classes) {
+                bail!(
+                    "--num-classes {n}: {} has {classes} classes (its last layer's outputs)",
+                    file.display()
+                );
+            }
+            let format = onnx_import::input_format(file, model.spec(), dspec.kind)?;
+            let source = json!({"imported_from": file, "onnx": summary});
+            (model, format, source)
+        }
+        (None, Some(weights)) => {
+            let format = InputFormat::for_dataset(dspec.kind);
+            let classes = a.num_classes.unwrap_or(10);
+            let spec = resolve_spec(&a.arch.arch, a.arch.width, &format, classes)?;
+            let model = cnn_models::files::import_state_dict(weights, spec, &dev)?;
+            (model, format, json!({"imported_from": weights}))
+        }
+        (None, None) => bail!("give --onnx FILE, or --weights FILE with --arch"),
+    };
+    let classes = model.spec().num_classes;
     let class_names = dspec
         .kind
         .class_names()
-        .filter(|n| n.len() == a.num_classes)
-        .unwrap_or_else(|| (0..a.num_classes).map(|c| c.to_string()).collect());
-    let spec = resolve_spec(&a.arch.arch, a.arch.width, &format, a.num_classes)?;
-    let model = cnn_models::files::import_state_dict(&a.weights, spec.clone(), &dev)?;
-    let mut meta = ModelMeta::new(spec, format, dspec.to_string(), class_names);
-    meta.training = Some(json!({"imported_from": a.weights}));
+        .filter(|n| n.len() == classes)
+        .unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect());
+    let mut meta = ModelMeta::new(model.spec().clone(), format, dspec.to_string(), class_names);
+    meta.training = Some(source.clone());
     let sha = cnn_models::save_model(&a.out, &model, &meta)?;
+    let analysis = model.analysis();
+    let from = a
+        .onnx
+        .as_ref()
+        .or(a.weights.as_ref())
+        .expect("one is given");
     if g.json {
-        print_json(
-            &json!({"model": a.out, "weights_sha256": sha, "tensors": model.tensors().len()}),
-        );
+        let mut out = json!({
+            "model": a.out,
+            "arch": model.spec().name,
+            "weights_sha256": sha,
+            "tensors": model.tensors().len(),
+            "convs": analysis.convs.len(),
+            "kernels": analysis.total_kernels(),
+            "classes": classes,
+        });
+        if let Some(s) = source.get("onnx") {
+            out["onnx"] = s.clone();
+        }
+        print_json(&out);
     } else {
+        let how = match source.get("onnx") {
+            Some(s) => format!(
+                " ({}opset {}, {} nodes, {})",
+                s["producer"]
+                    .as_str()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| format!("{p}, "))
+                    .unwrap_or_default(),
+                s["opset"],
+                s["nodes"],
+                match s["batch_norms"].as_u64() {
+                    Some(0) => "BatchNorm folded".to_string(),
+                    Some(n) => format!("{n} BatchNorms kept"),
+                    None => String::new(),
+                }
+            ),
+            None => String::new(),
+        };
         println!(
-            "imported {} tensors from {} into {}",
+            "imported {}{how} into {}: {} convs, {} kernels, {} classes, {} tensors",
+            from.display(),
+            a.out.display(),
+            analysis.convs.len(),
+            analysis.total_kernels(),
+            classes,
             model.tensors().len(),
-            a.weights.display(),
-            a.out.display()
         );
     }
     Ok(())
