@@ -296,5 +296,17 @@ pub fn write_seeds(out: &Path) -> Result<Vec<(String, usize, usize)>> {
         s.put(name, &serde_json::to_vec(&spec)?)?;
     }
     done(s);
+
+    // ONNX files written by PyTorch's exporters (scripts/make_onnx_fixtures.py): the two
+    // small ones, which between them hold every operator the importer reads
+    let mut s = Seeds::new(out, "onnx")?;
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/onnx-import/tests/fixtures");
+    for name in ["geometry.ts-folded.onnx", "branches.onnx"] {
+        let path = fixtures.join(name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        s.put(name, &bytes)?;
+    }
+    done(s);
     Ok(report)
 }

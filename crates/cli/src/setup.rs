@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use cnn_data::{Augment, DatasetKind, DatasetSpec, DatasetSplits, ImageSet, InputFormat};
 use cnn_models::files::ModelMeta;
 use cnn_models::train::DataSplit;
-use cnn_models::{presets, ModelSpec, Module};
+use cnn_models::{ModelSpec, Module};
 use composer::reuse::{TaskDatasets, TaskSets};
 use composer::{Artifact, ArtifactKind, ComposedModel};
 
@@ -105,50 +105,12 @@ pub fn resolve_spec(
     format: &InputFormat,
     num_classes: usize,
 ) -> Result<ModelSpec> {
-    if !(width > 0.0 && width.is_finite()) {
-        bail!("--width must be a positive number, got {width}");
-    }
-    let spec = match presets::by_name(arch, width, format.channels, num_classes) {
-        Some(mut s) => {
-            s.input.height = format.size;
-            s.input.width = format.size;
-            s
-        }
-        None => {
-            let path = Path::new(arch);
-            if !path.exists() {
-                bail!(
-                    "--arch {arch}: neither a preset ({}) nor an existing ModelSpec JSON file",
-                    presets::PRESET_NAMES.join(", ")
-                );
-            }
-            ModelSpec::from_json_file(path)?
-        }
-    };
-    if spec.num_classes != num_classes {
-        bail!(
-            "model spec `{}` has {} classes, the dataset has {num_classes}",
-            spec.name,
-            spec.num_classes
-        );
-    }
-    if spec.input.channels != format.channels
-        || spec.input.height != format.size
-        || spec.input.width != format.size
-    {
-        bail!(
-            "model spec `{}` takes {}×{}×{} input, the dataset gives {}×{}×{}",
-            spec.name,
-            spec.input.channels,
-            spec.input.height,
-            spec.input.width,
-            format.channels,
-            format.size,
-            format.size
-        );
-    }
-    spec.analyse()?;
-    Ok(spec)
+    use cnn_models::presets::{resolve, ResolveError};
+    resolve(arch, width, format.channels, format.size, num_classes).map_err(|e| match e {
+        ResolveError::Width(w) => anyhow::anyhow!("--width must be a positive number, got {w}"),
+        ResolveError::UnknownArch(_) => anyhow::anyhow!("--arch {e}"),
+        other => other.into(),
+    })
 }
 
 /// The training augmentation an `--augment` choice means for a dataset kind.

@@ -522,3 +522,92 @@ pub fn by_name(
         _ => return None,
     })
 }
+
+/// Why [`resolve`] refused an architecture. The messages name no command-line flag; the CLI
+/// and the Python binding add their own argument names.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The width multiplier is not a positive finite number.
+    #[error("width must be a positive number, got {0}")]
+    Width(f64),
+    /// The name is neither a preset nor an existing file.
+    #[error("{0}: neither a preset ({names}) nor an existing ModelSpec JSON file", names = PRESET_NAMES.join(", "))]
+    UnknownArch(String),
+    /// The spec's class count differs from the dataset's.
+    #[error("model spec `{name}` has {found} classes, the dataset has {expected}")]
+    Classes {
+        /// Spec name.
+        name: String,
+        /// Classes of the spec.
+        found: usize,
+        /// Classes of the dataset.
+        expected: usize,
+    },
+    /// The spec's input differs from the dataset's images.
+    #[error("model spec `{name}` takes {}×{}×{} input, the dataset gives {}×{}×{}", found[0], found[1], found[2], expected[0], expected[1], expected[2])]
+    Input {
+        /// Spec name.
+        name: String,
+        /// Channels, height, width of the spec's input.
+        found: [usize; 3],
+        /// Channels, height, width the dataset gives.
+        expected: [usize; 3],
+    },
+    /// The JSON file is unreadable or not a valid spec.
+    #[error(transparent)]
+    Model(#[from] crate::ModelError),
+}
+
+/// The spec `arch` names for images of `channels`×`size`×`size` and `num_classes` classes: a
+/// preset ([`PRESET_NAMES`]) at `width`, sized to the input, or a ModelSpec JSON file, which
+/// must match the input and class count. The result is validated.
+///
+/// ```
+/// use cnn_models::presets::{resolve, ResolveError};
+/// let spec = resolve("resnet18", 0.25, 3, 32, 10).unwrap();
+/// assert_eq!(spec.input.height, 32);
+/// assert!(matches!(resolve("lenet", 1.0, 3, 32, 10), Err(ResolveError::UnknownArch(_))));
+/// assert!(matches!(resolve("simcnn", 0.0, 3, 32, 10), Err(ResolveError::Width(_))));
+/// ```
+pub fn resolve(
+    arch: &str,
+    width: f64,
+    channels: usize,
+    size: usize,
+    num_classes: usize,
+) -> Result<ModelSpec, ResolveError> {
+    if !(width > 0.0 && width.is_finite()) {
+        return Err(ResolveError::Width(width));
+    }
+    let spec = match by_name(arch, width, channels, num_classes) {
+        Some(mut s) => {
+            s.input.height = size;
+            s.input.width = size;
+            s
+        }
+        None => {
+            let path = std::path::Path::new(arch);
+            if !path.exists() {
+                return Err(ResolveError::UnknownArch(arch.to_string()));
+            }
+            ModelSpec::from_json_file(path)?
+        }
+    };
+    if spec.num_classes != num_classes {
+        return Err(ResolveError::Classes {
+            name: spec.name,
+            found: spec.num_classes,
+            expected: num_classes,
+        });
+    }
+    let found = [spec.input.channels, spec.input.height, spec.input.width];
+    if found != [channels, size, size] {
+        return Err(ResolveError::Input {
+            name: spec.name,
+            found,
+            expected: [channels, size, size],
+        });
+    }
+    spec.analyse()?;
+    Ok(spec)
+}

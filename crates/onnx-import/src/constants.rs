@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::error::{OnnxError, Result};
 use crate::proto::{data_type, TensorProto};
 
-/// Largest number of values one constant may hold (as a model tensor, design §3.3).
+/// Largest number of values one constant may hold (the limit of one model tensor).
 const MAX_CONSTANT_ELEMENTS: usize = cnn_models::spec::MAX_TENSOR_ELEMENTS;
 
 /// The values of a constant tensor.

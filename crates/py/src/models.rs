@@ -1,7 +1,7 @@
 //! Models: load, save, train, import a PyTorch state_dict, evaluate, predict, and the
 //! tensors under their PyTorch names.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use cnn_data::{Augment, ImageSet, InputFormat};
@@ -56,43 +56,15 @@ pub fn resolve_spec(
     format: &InputFormat,
     num_classes: usize,
 ) -> PyResult<ModelSpec> {
-    if !(width > 0.0 && width.is_finite()) {
-        return Err(value_err(format!(
-            "width must be a positive number, got {width}"
-        )));
-    }
-    let spec = match presets::by_name(arch, width, format.channels, num_classes) {
-        Some(mut s) => {
-            s.input.height = format.size;
-            s.input.width = format.size;
-            s
-        }
-        None => {
-            let path = Path::new(arch);
-            if !path.exists() {
-                return Err(value_err(format!(
-                    "arch {arch:?}: neither a preset ({}) nor an existing ModelSpec JSON file",
-                    presets::PRESET_NAMES.join(", ")
-                )));
-            }
-            ModelSpec::from_json_file(path).map_err(lib_err)?
-        }
-    };
-    if spec.num_classes != num_classes {
-        return Err(value_err(format!(
-            "model spec `{}` has {} classes, the dataset has {num_classes}",
-            spec.name, spec.num_classes
-        )));
-    }
-    let input = [spec.input.channels, spec.input.height, spec.input.width];
-    if input != [format.channels, format.size, format.size] {
-        return Err(value_err(format!(
-            "model spec `{}` takes {input:?} input, the dataset gives [{}, {}, {}]",
-            spec.name, format.channels, format.size, format.size
-        )));
-    }
-    spec.analyse().map_err(lib_err)?;
-    Ok(spec)
+    use presets::{resolve, ResolveError};
+    resolve(arch, width, format.channels, format.size, num_classes).map_err(|e| match e {
+        ResolveError::Model(e) => lib_err(e),
+        ResolveError::UnknownArch(ref name) => value_err(format!(
+            "arch {name:?}: {}",
+            e.to_string().split_once(": ").map_or("", |(_, rest)| rest)
+        )),
+        other => value_err(other.to_string()),
+    })
 }
 
 /// The train/validation split a model's training run recorded in `model.json`, if any.
@@ -404,10 +376,65 @@ fn import_state_dict(
     Ok(imported)
 }
 
+/// Import an ONNX model (as `torch.onnx.export` writes it) for `data`'s input and classes;
+/// saved to `out` when given (as `cnnsplit import --onnx` does).
+#[pyfunction]
+#[pyo3(signature = (path, data, out=None))]
+fn import_onnx(
+    py: Python<'_>,
+    path: PathBuf,
+    data: PyRef<'_, PyDataset>,
+    out: Option<PathBuf>,
+) -> PyResult<PyModel> {
+    let (mut model, summary) = detached(py, || {
+        onnx_import::import_onnx(&path, &Device::Cpu).map_err(lib_err)
+    })?;
+    let classes = data.splits.train.num_classes();
+    if model.spec().num_classes != classes {
+        return Err(value_err(format!(
+            "{}: the model has {} classes, the dataset has {classes}",
+            path.display(),
+            model.spec().num_classes
+        )));
+    }
+    let i = model.spec().input;
+    let f = &data.format;
+    if [i.channels, i.height, i.width] != [f.channels, f.size, f.size] {
+        return Err(value_err(format!(
+            "{}: the model takes {}×{}×{} images, the dataset gives {}×{}×{}",
+            path.display(),
+            i.channels,
+            i.height,
+            i.width,
+            f.channels,
+            f.size,
+            f.size
+        )));
+    }
+    model.set_ops(OpsBackend::Fast);
+    let mut meta = ModelMeta::new(
+        model.spec().clone(),
+        data.format.clone(),
+        data.spec.clone(),
+        data.splits.train.class_names.clone(),
+    );
+    meta.training = Some(json!({"imported_from": path, "onnx": summary}));
+    let mut imported = PyModel {
+        model,
+        meta,
+        path: None,
+    };
+    if let Some(out) = out {
+        imported = imported.save(py, out)?;
+    }
+    Ok(imported)
+}
+
 /// Registers the model class and functions.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(import_state_dict, m)?)?;
+    m.add_function(wrap_pyfunction!(import_onnx, m)?)?;
     Ok(())
 }

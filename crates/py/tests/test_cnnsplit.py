@@ -174,6 +174,69 @@ def test_to_torch_state_dict(model):
     np.testing.assert_array_equal(sd[first].numpy(), np.frombuffer(raw, np.float32).reshape(shape))
 
 
+ONNX_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "onnx-import", "tests", "fixtures")
+
+
+def read_safetensors(path):
+    """The tensors of a safetensors file (f32 only), read here without the safetensors
+    package: an 8-byte header length, a JSON header, then the raw data."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + start : 8 + n + end], np.float32).reshape(info["shape"])
+    return out
+
+
+def test_import_onnx_gives_pytorchs_logits(data, runs):
+    path = os.path.join(ONNX_FIXTURES, "resnet18.bn.onnx")
+    imported = cnnsplit.import_onnx(path, data, out=runs / "onnx")
+    probe = read_safetensors(os.path.join(ONNX_FIXTURES, "resnet18.probe.safetensors"))
+    np.testing.assert_allclose(imported.predict(probe["input"]), probe["logits"], atol=1e-4, rtol=0)
+    saved = cnnsplit.load_model(runs / "onnx")
+    assert saved.meta["training"]["onnx"]["batch_norms"] == 20
+    assert saved.arch == "resnet18.bn"
+    with pytest.raises(cnnsplit.CnnsplitError, match=r"no/such\.onnx"):
+        cnnsplit.import_onnx("no/such.onnx", data)
+    cut = runs / "cut.onnx"
+    cut.write_bytes(open(path, "rb").read()[:5000])
+    with pytest.raises(cnnsplit.CnnsplitError, match="not an ONNX model"):
+        cnnsplit.import_onnx(cut, data)
+
+
+def test_from_torch_round_trips_logits(data, runs):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 3, padding=1, bias=False),
+        torch.nn.BatchNorm2d(6),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(6, 8, 3, stride=2, padding=1),
+        torch.nn.ReLU6(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 10),
+    )
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.3, 0.3)
+        net[1].running_var.uniform_(0.5, 1.5)
+    x = torch.randn(4, 3, 32, 32)
+    model = cnnsplit.from_torch(net, x, data, out=runs / "from_torch")
+    with torch.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(model.predict(x.numpy()), want, atol=1e-4, rtol=0)
+    assert cnnsplit.load_model(runs / "from_torch").num_classes == 10
+    # the layers keep the module's parameter names; the exporter folded the BN into conv 0
+    sd = model.to_torch_state_dict()
+    assert set(sd) == {f"{i}.{p}" for i in (0, 4, 8) for p in ("weight", "bias")}
+
+
 # ------------------------------------------------------------------------------ decomposition
 
 

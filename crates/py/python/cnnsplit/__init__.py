@@ -50,6 +50,8 @@ __all__ = [
     "open",
     "train",
     "import_state_dict",
+    "import_onnx",
+    "from_torch",
     "evaluate",
     "predict",
     "decompose",
@@ -454,6 +456,57 @@ def import_state_dict(
         os.fspath(path), ds._native, arch, float(width), None if out is None else os.fspath(out)
     )
     return Model(native)
+
+
+def import_onnx(
+    path: PathLike, data: Union[Dataset, str], out: Optional[PathLike] = None
+) -> Model:
+    """Read an ONNX model (as ``torch.onnx.export`` writes it, BatchNorm folded or kept, opset
+    11-23) into a cnnsplit model for ``data``'s input and classes; the architecture and weights
+    come from the file and the layer names from its initialisers. Saved to ``out`` when given
+    (as ``cnnsplit import --onnx`` does). An unsupported operator raises CnnsplitError naming
+    the node."""
+    ds = _dataset(data)
+    native = _native.import_onnx(os.fspath(path), ds._native, None if out is None else os.fspath(out))
+    return Model(native)
+
+
+def from_torch(
+    module: Any,
+    example_input: Any,
+    data: Union[Dataset, str],
+    out: Optional[PathLike] = None,
+    onnx_path: Optional[PathLike] = None,
+) -> Model:
+    """A ``torch.nn.Module`` as a cnnsplit model: exported in eval mode with
+    ``torch.onnx.export`` (the default exporter when ``onnxscript`` is installed, else the
+    TorchScript one) and read with :func:`import_onnx`. ``example_input`` is a batch
+    ``[N, C, H, W]`` of the model's (normalised) input; ``data`` gives the classes and input
+    format. The ONNX file goes to ``onnx_path`` when given (else a temporary file); the model is
+    saved to ``out`` when given. The module is left in eval mode. Raises ImportError when
+    PyTorch is not installed.
+
+    ::
+
+        model = cnnsplit.from_torch(net, torch.randn(1, 3, 32, 32), "fashion-mnist")
+    """
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("cnnsplit.from_torch needs PyTorch: pip install torch onnx") from e
+    import tempfile
+
+    module.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.fspath(onnx_path) if onnx_path is not None else os.path.join(tmp, "model.onnx")
+        try:
+            import onnxscript  # noqa: F401  (the default exporter needs it)
+
+            torch.onnx.export(module, (example_input,), path, dynamo=True, external_data=False,
+                              verbose=False)
+        except ImportError:
+            torch.onnx.export(module, (example_input,), path, dynamo=False, verbose=False)
+        return import_onnx(path, data, out)
 
 
 def _predict_bytes(images: Any) -> Tuple[str, np.ndarray]:
