@@ -14,9 +14,10 @@ NETS=("$@")
 [ ${#NETS[@]} -gt 0 ] || NETS=(resnet18:0.125 vgg16:0.125 mobilenetv2:0.25)
 mkdir -p "$RUNS" "$OUT"
 
-step() { # NAME FILE -- command...: run, time, keep the JSON
+step() { # NAME FILE -- command...: run, time, keep the JSON (a step whose JSON exists is kept)
     local name=$1 file=$2; shift 3
     local t0 t1
+    if [ -f "$file" ]; then echo "  $name: kept"; return; fi
     t0=$(date +%s.%N)
     "$@" > "$file.tmp"
     t1=$(date +%s.%N)
@@ -28,7 +29,7 @@ step() { # NAME FILE -- command...: run, time, keep the JSON
 # the weak model every family's module patches (as in `cnnsplit demo`)
 WEAK="$RUNS/weak"
 mkdir -p "$OUT/weak"
-TIMES="$OUT/weak/times.txt"; : > "$TIMES"
+TIMES="$OUT/weak/times.txt"; touch "$TIMES"
 echo "weak model"
 step train "$OUT/weak/train.json" -- "$BIN" train --arch simcnn-weak --epochs 3 --lr 0.02 \
     --limit 1200 --val-fraction 0.1 --milestones 1000 --augment none --seed 0 --out "$WEAK" -q --json
@@ -37,14 +38,14 @@ for net in "${NETS[@]}"; do
     arch=${net%%:*}; width=${net##*:}
     dir="$OUT/$arch"; run="$RUNS/$arch"
     mkdir -p "$dir"
-    TIMES="$dir/times.txt"; : > "$TIMES"
+    TIMES="$dir/times.txt"; touch "$TIMES"
     echo "$arch (width $width)"
     step train "$dir/train.json" -- "$BIN" train --arch "$arch" --width "$width" --epochs 8 \
         --lr 0.02 --milestones 6 --val-fraction 0.1 --seed 0 --out "$run/model" -q --json
     step decompose-grad "$dir/decompose-grad.json" -- "$BIN" decompose --model "$run/model" \
-        --out "$run/grad" --warmup-epochs 2 --epochs 8 --pattern-mask 2 --pattern-head 2 \
-        --mask-lr 0.05 --head-lr 0.005 --mask-phase-head-lr 0.005 --lambda 1.0 --batch-size 32 \
-        --tolerance 0.02 --limit 1024 --seed 0 -q --json
+        --out "$run/grad" --warmup-epochs 4 --epochs 9 --pattern-mask 1 --pattern-head 2 \
+        --mask-lr 0.02 --head-lr 0.005 --mask-phase-head-lr 0.005 --lambda 1.0 --batch-size 32 \
+        --tolerance 0.02 --limit 2048 --seed 0 -q --json
     step decompose-ga "$dir/decompose-ga.json" -- "$BIN" decompose --method ga --model "$run/model" \
         --out "$run/ga" --generations 6 --population 12 --parents 6 --keep 2 \
         --fitness-images 300 --holdout-images 300 --seed 0 -q --json

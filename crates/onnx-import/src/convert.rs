@@ -48,7 +48,7 @@ enum Act {
 impl Act {
     fn values(&self) -> usize {
         match *self {
-            Act::Map { c, h, w } => c * h * w,
+            Act::Map { c, h, w } => c.saturating_mul(h).saturating_mul(w),
             Act::Pooled(n) | Act::Flat(n) => n,
         }
     }
@@ -141,6 +141,13 @@ pub(crate) fn convert(path: &Path, model: &ModelProto, name: &str) -> Result<Con
         if let Some(c) = fold_constant(path, n, &consts)? {
             folded[i] = true;
             if let Some(out) = n.output.first() {
+                if consts.contains_key(out.as_str()) || produced.contains(out.as_str()) {
+                    return Err(unsupported(
+                        path,
+                        n,
+                        format!("writes `{out}`, which an earlier node, an initialiser or the graph input already defines"),
+                    ));
+                }
                 consts.insert(out.as_str(), c);
             }
             continue;
@@ -157,7 +164,13 @@ pub(crate) fn convert(path: &Path, model: &ModelProto, name: &str) -> Result<Con
             }
         }
         for out in n.output.iter().filter(|s| !s.is_empty()) {
-            produced.insert(out.as_str());
+            if !produced.insert(out.as_str()) || consts.contains_key(out.as_str()) {
+                return Err(unsupported(
+                    path,
+                    n,
+                    format!("writes `{out}`, which an earlier node, an initialiser or the graph input already defines"),
+                ));
+            }
         }
     }
     let mut users: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -766,7 +779,7 @@ impl<'a> Walk<'a> {
                             return Err(self.err(join, "concatenates maps of different sizes"));
                         }
                         hw = Some((h, w));
-                        channels += c;
+                        channels = c.saturating_add(channels);
                     }
                     _ => {
                         return Err(self.err(join, format!("concatenation along axis {axis}; only maps along channels (axis 1) are supported")))
@@ -791,6 +804,12 @@ impl<'a> Walk<'a> {
         input: &'a str,
         act: Act,
     ) -> Result<(Vec<LayerSpec>, &'a str, Act)> {
+        if self.visited[i] {
+            return Err(self.err(
+                i,
+                "is reached twice on the way from the input to the logits",
+            ));
+        }
         self.visited[i] = true;
         let n = self.node(i);
         if n.input.first().map(String::as_str) != Some(input) {
@@ -1092,7 +1111,7 @@ impl<'a> Walk<'a> {
         };
         let out_size = |len: usize, k: usize, s: usize, p: usize| -> Option<usize> {
             let span = dilation.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
-            let padded = len.checked_add(2 * p)?;
+            let padded = len.checked_add(p.checked_mul(2)?)?;
             (padded >= span).then(|| (padded - span) / s + 1)
         };
         let (Some(oh), Some(ow)) = (
@@ -1322,7 +1341,7 @@ impl<'a> Walk<'a> {
 }
 
 fn pooled(len: usize, k: usize, s: usize, p: usize) -> Option<usize> {
-    let padded = len + 2 * p;
+    let padded = len.checked_add(p.checked_mul(2)?)?;
     (padded >= k).then(|| (padded - k) / s + 1)
 }
 

@@ -302,6 +302,19 @@ fn unsupported_operators_attributes_and_shapes_name_the_node() {
     });
     assert!(err.to_string().contains("the graph has 2 outputs"), "{err}");
 
+    // a tensor written twice (graphs must be in single-assignment form): no endless walk
+    let err = import_edited(|m| {
+        let nodes = &mut m.graph.as_mut().unwrap().node;
+        let first = nodes.iter().find(|n| n.op_type == "Relu").unwrap().clone();
+        let relu = nodes
+            .iter_mut()
+            .filter(|n| n.op_type == "Relu")
+            .nth(1)
+            .unwrap();
+        relu.output = first.output.clone();
+    });
+    assert!(err.to_string().contains("already defines"), "{err}");
+
     let err = import_edited(|m| {
         m.opset_import.iter_mut().for_each(|o| o.version = 7);
     });
