@@ -59,12 +59,16 @@ def main():
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-last", type=int, default=0,
+                   help="hold out the last N training images (import with --val-last N)")
     p.add_argument("--data", default="datasets/fashion-mnist-small")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     torch.manual_seed(a.seed)
     net = {"resnet18": ResNet18, "vgg16": VGG16, "mobilenetv2": MobileNetV2}[a.arch](a.width)
     xtr, ytr = load(a.data, "train")
+    if a.val_last:
+        xtr, ytr = xtr[: -a.val_last], ytr[: -a.val_last]
     xte, yte = load(a.data, "t10k")
     opt = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.epochs)
@@ -88,7 +92,7 @@ def main():
     torch.onnx.export(net, (xte[:2],), a.out, dynamo=True, external_data=False, verbose=False)
     record = {
         "arch": a.arch, "width": a.width, "epochs": a.epochs, "batch_size": a.batch_size,
-        "lr": a.lr, "seed": a.seed, "train_images": len(xtr), "test_images": len(xte),
+        "lr": a.lr, "seed": a.seed, "val_last": a.val_last, "train_images": len(xtr), "test_images": len(xte),
         "test_accuracy": acc, "train_seconds": round(train_s, 1),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }

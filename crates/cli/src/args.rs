@@ -226,6 +226,11 @@ pub struct ImportArgs {
     /// Dataset the model was trained on (sets input format, normalisation and class names).
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
+    /// The model was trained on all training images but the last N: record that split, so
+    /// decompositions choose masks, epochs and generations on those N images (without it they
+    /// assume a 20 % holdout the model may have trained on).
+    #[arg(long, value_name = "N")]
+    pub val_last: Option<usize>,
     /// Output model directory.
     #[arg(long)]
     pub out: PathBuf,

@@ -17,7 +17,16 @@ fn an_exported_resnet18_imports_decomposes_and_composes() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("resnet18");
     let onnx = fixture("resnet18.bn.onnx");
-    let rec = ok_json(&["import", "--onnx", p(&onnx), "--out", p(&model), "--json"]);
+    let rec = ok_json(&[
+        "import",
+        "--onnx",
+        p(&onnx),
+        "--val-last",
+        "600",
+        "--out",
+        p(&model),
+        "--json",
+    ]);
     assert_eq!(rec["arch"], "resnet18.bn");
     assert_eq!(rec["convs"], 20);
     assert_eq!(rec["classes"], 10);
@@ -62,6 +71,9 @@ fn an_exported_resnet18_imports_decomposes_and_composes() {
         "--json",
     ]);
     assert_eq!(rec["modules"].as_array().unwrap().len(), 10);
+    // --val-last recorded the split: the decomposition validated on the last 600 images
+    assert_eq!(rec["val_split"], "recorded");
+    assert_eq!(rec["val_images"], 600);
     let ga = tmp.path().join("ga");
     let rec = ok_json(&[
         "decompose",

@@ -531,6 +531,21 @@ pub enum DataSplit {
         /// Use only the first `limit` training images (quick runs).
         limit: Option<usize>,
     },
+    /// The last `val_images` images of the training split are validation, the rest training,
+    /// in file order: a split any tool can reproduce, recorded for imported models whose
+    /// training held those images out (`cnnsplit import --val-last N`).
+    ///
+    /// ```
+    /// use cnn_models::train::DataSplit;
+    /// let set = cnn_data::ImageSet::new("s", cnn_data::ImageShape { channels: 1, height: 1, width: 1 },
+    ///     vec![0; 5], vec![0, 1, 0, 1, 0], vec!["a".into(), "b".into()]).unwrap();
+    /// let (train, val) = DataSplit::Last { val_images: 2 }.indices(&set, 0).unwrap();
+    /// assert_eq!((train, val), (vec![0, 1, 2], vec![3, 4]));
+    /// ```
+    Last {
+        /// Images at the end of the training split that form the validation part.
+        val_images: usize,
+    },
     /// The Dirichlet class-imbalanced estimator subset (design §2.3): 80 % train, 20 % val.
     Estimator {
         /// Estimator seed.
@@ -558,6 +573,16 @@ impl DataSplit {
                 let n = limit.map_or(set.len(), |l| l.min(set.len()));
                 let mut rng = crate::seeded(seed, crate::Stream::Split);
                 Ok(cnn_data::train_val_split(n, val_fraction, &mut rng))
+            }
+            DataSplit::Last { val_images } => {
+                let n = set.len();
+                if val_images == 0 || val_images >= n {
+                    return Err(ModelError::Mismatch(format!(
+                        "a validation part of the last {val_images} images needs 1 to {} of the {n} training images",
+                        n.saturating_sub(1)
+                    )));
+                }
+                Ok(((0..n - val_images).collect(), (n - val_images..n).collect()))
             }
             DataSplit::Estimator {
                 seed: est,

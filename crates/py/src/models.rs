@@ -379,12 +379,13 @@ fn import_state_dict(
 /// Import an ONNX model (as `torch.onnx.export` writes it) for `data`'s input and classes;
 /// saved to `out` when given (as `cnnsplit import --onnx` does).
 #[pyfunction]
-#[pyo3(signature = (path, data, out=None))]
+#[pyo3(signature = (path, data, out=None, val_last=None))]
 fn import_onnx(
     py: Python<'_>,
     path: PathBuf,
     data: PyRef<'_, PyDataset>,
     out: Option<PathBuf>,
+    val_last: Option<usize>,
 ) -> PyResult<PyModel> {
     let (mut model, summary) = detached(py, || {
         onnx_import::import_onnx(&path, &Device::Cpu).map_err(lib_err)
@@ -418,7 +419,15 @@ fn import_onnx(
         data.spec.clone(),
         data.splits.train.class_names.clone(),
     );
-    meta.training = Some(json!({"imported_from": path, "onnx": summary}));
+    let mut training = json!({"imported_from": path, "onnx": summary});
+    if let Some(n) = val_last {
+        let split = DataSplit::Last { val_images: n };
+        split
+            .indices(&data.splits.train, 0)
+            .map_err(|e| value_err(format!("val_last={n}: {e}")))?;
+        training["split"] = serde_json::to_value(&split).map_err(lib_err)?;
+    }
+    meta.training = Some(training);
     let mut imported = PyModel {
         model,
         meta,

@@ -165,7 +165,17 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
         .filter(|n| n.len() == classes)
         .unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect());
     let mut meta = ModelMeta::new(model.spec().clone(), format, dspec.to_string(), class_names);
-    meta.training = Some(source.clone());
+    let mut training = source.clone();
+    if let Some(n) = a.val_last {
+        // check it against the training split now rather than at the first decomposition
+        let (_, data) = load_data(&a.dataset)?;
+        let split = DataSplit::Last { val_images: n };
+        split
+            .indices(&data.train, 0)
+            .with_context(|| format!("--val-last {n}"))?;
+        training["split"] = serde_json::to_value(&split)?;
+    }
+    meta.training = Some(training);
     let sha = cnn_models::save_model(&a.out, &model, &meta)?;
     let analysis = model.analysis();
     let from = a

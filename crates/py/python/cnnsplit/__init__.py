@@ -459,15 +459,21 @@ def import_state_dict(
 
 
 def import_onnx(
-    path: PathLike, data: Union[Dataset, str], out: Optional[PathLike] = None
+    path: PathLike,
+    data: Union[Dataset, str],
+    out: Optional[PathLike] = None,
+    val_last: Optional[int] = None,
 ) -> Model:
     """Read an ONNX model (as ``torch.onnx.export`` writes it, BatchNorm folded or kept, opset
     11-23) into a cnnsplit model for ``data``'s input and classes; the architecture and weights
     come from the file and the layer names from its initialisers. Saved to ``out`` when given
-    (as ``cnnsplit import --onnx`` does). An unsupported operator raises CnnsplitError naming
-    the node."""
+    (as ``cnnsplit import --onnx`` does). ``val_last=N`` records that the model was trained on
+    all training images but the last N, so decompositions validate on those. An unsupported
+    operator raises CnnsplitError naming the node."""
     ds = _dataset(data)
-    native = _native.import_onnx(os.fspath(path), ds._native, None if out is None else os.fspath(out))
+    native = _native.import_onnx(
+        os.fspath(path), ds._native, None if out is None else os.fspath(out), val_last
+    )
     return Model(native)
 
 

@@ -91,7 +91,9 @@ def train(
 def import_state_dict(
     path: str, data: Dataset, arch: str, width: float, out: Optional[str] = None
 ) -> Model: ...
-def import_onnx(path: str, data: Dataset, out: Optional[str] = None) -> Model: ...
+def import_onnx(
+    path: str, data: Dataset, out: Optional[str] = None, val_last: Optional[int] = None
+) -> Model: ...
 def decompose(
     model: Model,
     data: Dataset,
